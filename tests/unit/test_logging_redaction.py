@@ -1,0 +1,66 @@
+"""The redaction step removes secrets wherever they appear in a log event."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import structlog
+
+from shared.logging import REDACTED, configure_logging, redact, redact_text
+
+TOKEN = "00D5g000004ABCD!AQ4AQFakeTokenValue.abcdefghijklmnop_0123456789"
+
+
+def test_a_token_in_a_nested_event_is_removed() -> None:
+    event = {"outer": {"inner": [{"note": f"got {TOKEN}"}, {"access_token": "anything"}]}}
+    cleaned = redact(event)
+    assert TOKEN not in json.dumps(cleaned)
+    assert cleaned["outer"]["inner"][1]["access_token"] == REDACTED
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Authorization: Bearer {TOKEN}",
+        "refresh_token=5Aep861abcdefghijklmnop&client_secret=s3cr3tvalue",
+        "<met:sessionId>opaque-session-id-value</met:sessionId>",
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----",
+        "assertion=eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2lnbmF0dXJlLXZhbHVl",
+        "amqp://guest:hunter2@broker:5672/",
+    ],
+)
+def test_secret_shaped_text_is_removed(text: str) -> None:
+    out = redact_text(text)
+    for secret in (
+        TOKEN,
+        "5Aep861abcdefghijklmnop",
+        "s3cr3tvalue",
+        "opaque-session-id-value",
+        "MIIEvQ",
+        "eyJpc3MiOiJ4In0",
+        "hunter2",
+    ):
+        assert secret not in out
+
+
+def test_log_lines_carry_no_token_from_an_exception_message() -> None:
+    buf = io.StringIO()
+    configure_logging("test", "INFO", json=True, stream=buf)
+    log = structlog.get_logger()
+    secret_local = TOKEN  # noqa: F841 - a local that must not appear: tracebacks carry no locals
+    try:
+        raise RuntimeError(f"Salesforce said no to {TOKEN}")
+    except RuntimeError:
+        log.exception(
+            "call failed", refresh_token="5Aep861zzzzzzzzzzzzzzzzz", request={"authorization": "Bearer x"}
+        )
+    line = buf.getvalue()
+    assert line.strip(), "a log line was written"
+    record = json.loads(line.splitlines()[-1])
+    assert record["service"] == "test"
+    assert record["refresh_token"] == REDACTED
+    assert TOKEN not in line
+    assert "5Aep861zzzzzzzzzzzzzzzzz" not in line
+    assert "RuntimeError" in line
