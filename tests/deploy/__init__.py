@@ -1,0 +1,1 @@
+"""Static checks of the Dockerfile, the compose stack and the Kubernetes manifests."""
