@@ -1,0 +1,198 @@
+"""Publishing, consuming and replying against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aio_pika
+import pytest
+
+from shared.amqp import (
+    H_REASON,
+    H_REQUEST_ID,
+    BrokerUnavailable,
+    Consumer,
+    Delivery,
+    Publisher,
+    RpcClient,
+    Unroutable,
+    connect,
+)
+from shared.contracts import ConnectionDeleted, DeleteConnection, RefreshConnectionToken
+from tests.amqp_support import INSTANCE, AmqpEnv, amqp_env, get_message, queue_depth, wait_until
+
+pytestmark = pytest.mark.integration
+__all__ = ["amqp_env"]
+
+DELETE = DeleteConnection(connection_id="c-1")
+
+
+async def test_a_confirmed_command_lands_in_the_builder_queue_with_its_properties(amqp_env: AmqpEnv) -> None:
+    topo = amqp_env.topology
+    mid = await amqp_env.publisher.send_command(DELETE, reply_to=topo.replies_queue, request_id="req-1")
+    got = await get_message(amqp_env.connection, topo.builder_queue)
+    assert got.message_id == mid
+    assert got.correlation_id == mid
+    assert got.type == "connection.delete.v1"
+    assert got.app_id == "manager"
+    assert got.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert got.reply_to == topo.replies_queue
+    assert got.headers[H_REQUEST_ID] == "req-1"
+    assert json.loads(got.body) == {"connection_id": "c-1"}
+
+
+async def test_an_unroutable_command_raises(amqp_env: AmqpEnv) -> None:
+    topo = amqp_env.topology
+    with pytest.raises(Unroutable, match="routing key"):
+        await amqp_env.publisher.publish(
+            aio_pika.Message(b"{}", message_id="m-unroutable"),
+            exchange=topo.commands_exchange,
+            routing_key="nowhere",
+        )
+    # The publisher stays usable afterwards.
+    await amqp_env.publisher.send_command(DELETE, reply_to=topo.replies_queue)
+    assert await queue_depth(amqp_env.connection, topo.builder_queue) == 1
+
+
+async def test_a_publish_to_a_missing_exchange_raises_unroutable_and_the_publisher_recovers(
+    amqp_env: AmqpEnv,
+) -> None:
+    with pytest.raises(Unroutable, match="does not exist"):
+        await amqp_env.publisher.publish(
+            aio_pika.Message(b"{}"), exchange=f"{amqp_env.prefix}no-such-exchange", routing_key="x"
+        )
+    await amqp_env.publisher.send_command(DELETE, reply_to=amqp_env.topology.replies_queue)
+
+
+async def test_a_reply_to_a_vanished_queue_raises_unroutable(amqp_env: AmqpEnv) -> None:
+    with pytest.raises(Unroutable):
+        await amqp_env.publisher.send_reply(
+            ConnectionDeleted(connection_id="c-1"), reply_to=f"{amqp_env.prefix}gone", correlation_id="x"
+        )
+
+
+async def test_a_publish_without_a_connection_fails_at_once_with_a_retryable_error(amqp_env: AmqpEnv) -> None:
+    conn = await amqp_env.connect("down")
+    pub = Publisher(conn, amqp_env.topology, app_id="manager", deadline=5)
+    await pub.start()
+    await conn.close()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(BrokerUnavailable) as info:
+        await pub.send_command(DELETE, reply_to=amqp_env.topology.replies_queue)
+    assert info.value.retryable
+    assert loop.time() - started < 1.0
+
+
+async def test_a_handler_reply_goes_to_reply_to_with_the_correlation_id(amqp_env: AmqpEnv) -> None:
+    topo = amqp_env.topology
+    seen: list[Delivery] = []
+
+    async def delete(message: DeleteConnection, delivery: Delivery) -> ConnectionDeleted:
+        seen.append(delivery)
+        return ConnectionDeleted(connection_id=message.connection_id)
+
+    builder_conn = await amqp_env.connect("builder")
+    builder_pub = Publisher(builder_conn, topo, app_id="builder")
+    await builder_pub.start()
+    consumer = Consumer(
+        builder_conn, topo, topo.builder_queue, {DeleteConnection: delete}, publisher=builder_pub
+    )
+    await consumer.start()
+    try:
+        mid = await amqp_env.publisher.send_command(DELETE, reply_to=topo.replies_queue, request_id="req-7")
+        reply = await get_message(amqp_env.connection, topo.replies_queue)
+    finally:
+        await consumer.stop(drain_timeout=5)
+    assert reply.correlation_id == mid
+    assert reply.type == "connection.deleted.v1"
+    assert reply.app_id == "builder"
+    assert reply.headers[H_REQUEST_ID] == "req-7"
+    assert seen[0].attempt == 1 and seen[0].request_id == "req-7" and not seen[0].redelivered
+    assert await queue_depth(amqp_env.connection, topo.builder_queue) == 0
+
+
+@pytest.mark.parametrize(
+    ("content_type", "mtype", "body", "reason"),
+    [
+        ("text/plain", "connection.delete.v1", b'{"connection_id": "c-1"}', "bad_content_type"),
+        ("application/json", "connection.explode.v1", b"{}", "unknown_type"),
+        ("application/json", "connection.delete.v1", b"{nope", "invalid_json"),
+        ("application/json", "connection.delete.v1", b'{"connection_id": 1}', "schema_violation"),
+    ],
+)
+async def test_a_poison_message_is_dead_lettered_with_its_reason_and_the_consumer_keeps_going(
+    amqp_env: AmqpEnv, content_type: str, mtype: str, body: bytes, reason: str
+) -> None:
+    topo = amqp_env.topology
+    handled: list[str] = []
+
+    async def delete(message: DeleteConnection, delivery: Delivery) -> None:
+        handled.append(message.connection_id)
+
+    consumer = Consumer(
+        amqp_env.connection,
+        topo,
+        topo.builder_queue,
+        {DeleteConnection: delete},
+        publisher=amqp_env.publisher,
+    )
+    await consumer.start()
+    try:
+        poison = aio_pika.Message(body, content_type=content_type, type=mtype, message_id="poison-1")
+        await amqp_env.publisher.publish(
+            poison, exchange=topo.commands_exchange, routing_key="connection.delete"
+        )
+        dead = await get_message(amqp_env.connection, topo.dead_queue)
+        await amqp_env.publisher.send_command(
+            DeleteConnection(connection_id="c-2"), reply_to=topo.replies_queue
+        )
+        await wait_until(lambda: handled == ["c-2"], deadline=10, what="the next message handled")
+    finally:
+        await consumer.stop(drain_timeout=5)
+    assert dead.headers[H_REASON] == reason
+    assert dead.headers["x-sfconnect-detail"]
+    assert dead.headers["x-sfconnect-original-message-id"] == "poison-1"
+    assert dead.body == body
+    assert await queue_depth(amqp_env.connection, topo.builder_queue) == 0
+
+
+async def test_an_rpc_call_gets_its_reply(amqp_env: AmqpEnv) -> None:
+    topo = amqp_env.topology
+
+    async def refresh(message: RefreshConnectionToken, delivery: Delivery) -> ConnectionDeleted:
+        return ConnectionDeleted(connection_id=message.connection_id, app_existed=False)
+
+    consumer = Consumer(
+        amqp_env.connection,
+        topo,
+        topo.builder_queue,
+        {RefreshConnectionToken: refresh},
+        publisher=amqp_env.publisher,
+    )
+    rpc = RpcClient(amqp_env.connection, topo, amqp_env.publisher, instance_id=INSTANCE)
+    await consumer.start()
+    await rpc.start()
+    try:
+        replies: list[Any] = await asyncio.gather(
+            *(
+                rpc.call(RefreshConnectionToken(connection_id=f"c-{i}", recipient_key_id="m1"), deadline=10)
+                for i in range(5)
+            )
+        )
+    finally:
+        await rpc.close()
+        await consumer.stop(drain_timeout=5)
+    assert [r.connection_id for r in replies] == [f"c-{i}" for i in range(5)]
+    assert rpc.pending == 0
+
+
+async def test_connect_names_the_connection_and_sets_a_short_reconnect_interval(amqp_url: str) -> None:
+    conn = await connect(amqp_url, name="sfconnect-test-naming")
+    try:
+        assert conn.reconnect_interval == 1  # type: ignore[attr-defined]
+        assert conn.kwargs["client_properties"]["connection_name"] == "sfconnect-test-naming"
+    finally:
+        await conn.close()
