@@ -1,0 +1,69 @@
+"""The Manager's typed errors; each has a stable ``code`` the HTTP middleware maps to a problem type."""
+
+from __future__ import annotations
+
+from shared.errors import Conflict, InvalidInput, NotFound, PermanentError, RetryableError
+
+
+class ConnectionNotFound(NotFound):
+    code = "connection_not_found"
+
+
+class IntegrationNotFound(NotFound):
+    code = "integration_not_found"
+
+
+class NameTaken(Conflict):
+    code = "connection_name_taken"
+
+
+class InvalidTransition(Conflict):
+    """A state change the connection's lifecycle does not allow."""
+
+    code = "invalid_state_transition"
+
+
+class ConnectionNotActive(Conflict):
+    code = "connection_not_active"
+
+
+class ConcurrentUpdate(Conflict):
+    """The document changed since it was read (compare-and-set on ``version`` lost)."""
+
+    code = "concurrent_update"
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """The same Idempotency-Key came with a different request body."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInProgress(Conflict):
+    code = "idempotency_key_in_progress"
+
+
+class BuilderUnavailable(RetryableError):
+    """The Builder did not answer in time (or the broker is unreachable)."""
+
+    code = "builder_unavailable"
+
+
+class StoreUnavailable(RetryableError):
+    """MongoDB cannot be reached right now."""
+
+    code = "database_unavailable"
+
+
+class TokenRefreshFailed(PermanentError):
+    """The Builder answered a refresh with a failure; ``code`` is the Builder's error code."""
+
+    code = "token_refresh_failed"
+
+
+class Unauthenticated(PermanentError):
+    code = "unauthenticated"
+
+
+class InsufficientScope(PermanentError):
+    code = "insufficient_scope"

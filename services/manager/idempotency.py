@@ -1,0 +1,132 @@
+"""``Idempotency-Key`` support: the same key and body get the same response; another body is refused.
+
+A key is scoped to the API key that used it and remembered for a day (TTL index). A request that
+crashed half-way leaves an ``in_progress`` record that a retry may take over after ``stale_after``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from manager.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
+from manager.repository import mongo_errors
+from shared.errors import InvalidInput
+
+KEY_SHAPE = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A response remembered under an idempotency key."""
+
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    fingerprint: str
+    response: StoredResponse | None
+
+
+class IdempotencyRepository(Protocol):
+    """Where idempotency records live."""
+
+    async def begin(
+        self, key: str, *, fingerprint: str, now: datetime, stale_before: datetime
+    ) -> IdempotencyRecord | None:
+        """Claim ``key`` (returns None) or return the record someone else holds."""
+        ...
+
+    async def complete(self, key: str, response: StoredResponse) -> None: ...
+    async def abandon(self, key: str) -> None: ...
+
+
+class MongoIdempotencyKeys:
+    """Records in the ``idempotency_keys`` collection; ``_id`` is a digest of (API key id, key)."""
+
+    def __init__(self, db: AsyncDatabase[Any]) -> None:
+        self._col = db["idempotency_keys"]
+
+    @mongo_errors
+    async def begin(
+        self, key: str, *, fingerprint: str, now: datetime, stale_before: datetime
+    ) -> IdempotencyRecord | None:
+        try:
+            await self._col.insert_one(
+                {"_id": key, "fingerprint": fingerprint, "state": "in_progress", "created_at": now}
+            )
+            return None
+        except DuplicateKeyError:
+            pass
+        taken = await self._col.update_one(
+            {"_id": key, "state": "in_progress", "created_at": {"$lt": stale_before}},
+            {"$set": {"fingerprint": fingerprint, "created_at": now}},
+        )
+        if taken.matched_count == 1:
+            return None
+        doc = await self._col.find_one({"_id": key})
+        if doc is None:  # expired between the two calls: try once more from scratch
+            return await self.begin(key, fingerprint=fingerprint, now=now, stale_before=stale_before)
+        response = StoredResponse(doc["status"], doc["body"]) if doc["state"] == "done" else None
+        return IdempotencyRecord(doc["fingerprint"], response)
+
+    @mongo_errors
+    async def complete(self, key: str, response: StoredResponse) -> None:
+        await self._col.update_one(
+            {"_id": key}, {"$set": {"state": "done", "status": response.status, "body": response.body}}
+        )
+
+    @mongo_errors
+    async def abandon(self, key: str) -> None:
+        await self._col.delete_one({"_id": key, "state": "in_progress"})
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """A digest of the validated request body (key order does not matter)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def scoped_key(api_key_id: str, idempotency_key: str) -> str:
+    """The stored id: the client's key scoped to the API key that sent it."""
+    if not KEY_SHAPE.match(idempotency_key):
+        raise InvalidInput("Idempotency-Key must be 1-255 visible ASCII characters")
+    return hashlib.sha256(f"{api_key_id}\0{idempotency_key}".encode()).hexdigest()
+
+
+async def run_once(
+    repo: IdempotencyRepository,
+    key: str,
+    *,
+    body_fingerprint: str,
+    now: datetime,
+    stale_after: timedelta,
+    action: Callable[[], Awaitable[StoredResponse]],
+) -> StoredResponse:
+    """Run ``action`` once per key: replay its response for the same body, refuse another body."""
+    existing = await repo.begin(key, fingerprint=body_fingerprint, now=now, stale_before=now - stale_after)
+    if existing is not None:
+        if existing.fingerprint != body_fingerprint:
+            raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request body")
+        if existing.response is None:
+            raise IdempotencyKeyInProgress("a request with this Idempotency-Key is still being processed")
+        return existing.response
+    try:
+        response = await action()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the original error matters more than a failed clean-up
+            await repo.abandon(key)
+        raise
+    await repo.complete(key, response)
+    return response

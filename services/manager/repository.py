@@ -1,0 +1,263 @@
+"""Storage ports (Protocols) and their MongoDB implementations (PyMongo ``AsyncMongoClient``).
+
+Connection state changes are compare-and-set on ``version``. Outbox bookkeeping (``command``) and the
+refresh lease are separate compare-and-set updates on their own fields so they never race the version.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, PyMongoError
+
+from manager.documents import connection_from_doc, connection_to_doc
+from manager.domain import Connection, ConnectionStatus
+from manager.errors import ConcurrentUpdate, NameTaken, StoreUnavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def mongo_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Translate "the database cannot be reached" into :class:`StoreUnavailable` (HTTP 503, retryable)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except (ConnectionFailure, ExecutionTimeout) as exc:
+            raise StoreUnavailable(f"database unavailable ({type(exc).__name__})", retry_after=5) from None
+        except PyMongoError as exc:
+            if exc.timeout:
+                raise StoreUnavailable(f"database timed out ({type(exc).__name__})", retry_after=5) from None
+            raise
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class Integration:
+    """Generated integration code, by name, bound to the connection whose token it uses."""
+
+    name: str
+    connection_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RotationItem:
+    """One encrypted value found by the key rotation."""
+
+    connection_id: str
+    version: int
+    ciphertext: str
+
+
+class ConnectionRepository(Protocol):
+    """Where connections live."""
+
+    async def add(self, connection: Connection) -> None: ...
+    async def get(self, connection_id: str) -> Connection | None: ...
+    async def page(self, *, limit: int, after: str | None) -> list[Connection]: ...
+    async def save(self, connection: Connection, *, expected_version: int) -> None: ...
+    async def mark_published(
+        self, connection_id: str, command_id: str, *, message_id: str, at: datetime
+    ) -> bool: ...
+    async def due_commands(
+        self, *, recorded_before: datetime, published_before: datetime, limit: int
+    ) -> list[Connection]: ...
+    async def claim_command(
+        self, connection_id: str, command_id: str, *, attempts: int, now: datetime
+    ) -> bool: ...
+    async def acquire_refresh_lease(
+        self, connection_id: str, *, holder: str, until: datetime, now: datetime
+    ) -> bool: ...
+    async def release_refresh_lease(self, connection_id: str, *, holder: str) -> None: ...
+    async def tokens_to_rotate(
+        self, *, active_kid: str, after: str | None, limit: int
+    ) -> list[RotationItem]: ...
+    async def replace_ciphertext(self, item: RotationItem, new_ciphertext: str) -> bool: ...
+
+
+class IntegrationRepository(Protocol):
+    """Which connection each integration uses."""
+
+    async def associate(self, name: str, connection_id: str, *, now: datetime) -> Integration: ...
+    async def get(self, name: str) -> Integration | None: ...
+
+
+class MongoConnections:
+    """Connections in the ``connections`` collection; ``_id`` is the connection id."""
+
+    def __init__(self, db: AsyncDatabase[Any]) -> None:
+        self._col = db["connections"]
+
+    @mongo_errors
+    async def add(self, connection: Connection) -> None:
+        try:
+            await self._col.insert_one(connection_to_doc(connection))
+        except DuplicateKeyError:
+            raise NameTaken(f"a connection named {connection.name!r} already exists") from None
+
+    @mongo_errors
+    async def get(self, connection_id: str) -> Connection | None:
+        doc = await self._col.find_one({"_id": connection_id})
+        return connection_from_doc(doc) if doc else None
+
+    @mongo_errors
+    async def page(self, *, limit: int, after: str | None) -> list[Connection]:
+        query: dict[str, Any] = {"_id": {"$gt": after}} if after else {}
+        cursor = self._col.find(query).sort("_id", ASCENDING).limit(limit)
+        return [connection_from_doc(doc) async for doc in cursor]
+
+    @mongo_errors
+    async def save(self, connection: Connection, *, expected_version: int) -> None:
+        doc = connection_to_doc(connection)
+        doc.pop("_id")
+        update: dict[str, Any] = {"$set": doc}
+        if connection.status is ConnectionStatus.DELETED:
+            update["$unset"] = {"name_key": ""}  # a deleted connection gives its name back
+        try:
+            result = await self._col.update_one({"_id": connection.id, "version": expected_version}, update)
+        except DuplicateKeyError:
+            raise NameTaken(f"a connection named {connection.name!r} already exists") from None
+        if result.matched_count != 1:
+            raise ConcurrentUpdate(f"connection {connection.id} changed since version {expected_version}")
+
+    @mongo_errors
+    async def mark_published(
+        self, connection_id: str, command_id: str, *, message_id: str, at: datetime
+    ) -> bool:
+        result = await self._col.update_one(
+            {"_id": connection_id, "command.id": command_id},
+            {"$set": {"command.message_id": message_id, "command.published_at": at}},
+        )
+        return result.matched_count == 1
+
+    @mongo_errors
+    async def due_commands(
+        self, *, recorded_before: datetime, published_before: datetime, limit: int
+    ) -> list[Connection]:
+        query = {
+            "status": {"$in": [ConnectionStatus.PENDING.value, ConnectionStatus.DELETING.value]},
+            "command.id": {"$exists": True},
+            "$or": [
+                {"command.published_at": None, "command.recorded_at": {"$lt": recorded_before}},
+                {"command.published_at": {"$lt": published_before}},
+            ],
+        }
+        cursor = self._col.find(query).sort("_id", ASCENDING).limit(limit)
+        return [connection_from_doc(doc) async for doc in cursor]
+
+    @mongo_errors
+    async def claim_command(
+        self, connection_id: str, command_id: str, *, attempts: int, now: datetime
+    ) -> bool:
+        result = await self._col.update_one(
+            {"_id": connection_id, "command.id": command_id, "command.attempts": attempts},
+            {
+                "$set": {"command.recorded_at": now, "command.published_at": None},
+                "$inc": {"command.attempts": 1},
+            },
+        )
+        return result.matched_count == 1
+
+    @mongo_errors
+    async def acquire_refresh_lease(
+        self, connection_id: str, *, holder: str, until: datetime, now: datetime
+    ) -> bool:
+        doc = await self._col.find_one_and_update(
+            {
+                "_id": connection_id,
+                "status": ConnectionStatus.ACTIVE.value,
+                "$or": [{"refresh_lease": None}, {"refresh_lease.until": {"$lt": now}}],
+            },
+            {"$set": {"refresh_lease": {"holder": holder, "until": until, "since": now}}},
+            projection={"_id": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        return doc is not None
+
+    @mongo_errors
+    async def release_refresh_lease(self, connection_id: str, *, holder: str) -> None:
+        await self._col.update_one(
+            {"_id": connection_id, "refresh_lease.holder": holder}, {"$set": {"refresh_lease": None}}
+        )
+
+    @mongo_errors
+    async def tokens_to_rotate(self, *, active_kid: str, after: str | None, limit: int) -> list[RotationItem]:
+        query: dict[str, Any] = {
+            "token.ciphertext": {"$exists": True, "$ne": None, "$not": {"$regex": f"^v1\\.{active_kid}\\."}}
+        }
+        if after:
+            query["_id"] = {"$gt": after}
+        cursor = (
+            self._col.find(query, projection={"_id": 1, "version": 1, "token.ciphertext": 1})
+            .sort("_id", ASCENDING)
+            .limit(limit)
+        )
+        return [RotationItem(d["_id"], d["version"], d["token"]["ciphertext"]) async for d in cursor]
+
+    @mongo_errors
+    async def replace_ciphertext(self, item: RotationItem, new_ciphertext: str) -> bool:
+        result = await self._col.update_one(
+            {"_id": item.connection_id, "version": item.version, "token.ciphertext": item.ciphertext},
+            {"$set": {"token.ciphertext": new_ciphertext}, "$inc": {"version": 1}},
+        )
+        return result.matched_count == 1
+
+
+class MongoIntegrations:
+    """Integrations in the ``integrations`` collection; ``_id`` is the integration name."""
+
+    def __init__(self, db: AsyncDatabase[Any]) -> None:
+        self._col = db["integrations"]
+
+    @mongo_errors
+    async def associate(self, name: str, connection_id: str, *, now: datetime) -> Integration:
+        doc = await self._col.find_one_and_update(
+            {"_id": name},
+            {
+                "$set": {"connection_id": connection_id, "updated_at": now},
+                "$setOnInsert": {"created_at": now},
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None  # upsert with AFTER always returns the document
+        return Integration(doc["_id"], doc["connection_id"], doc["created_at"], doc["updated_at"])
+
+    @mongo_errors
+    async def get(self, name: str) -> Integration | None:
+        doc = await self._col.find_one({"_id": name})
+        if doc is None:
+            return None
+        return Integration(doc["_id"], doc["connection_id"], doc["created_at"], doc["updated_at"])
+
+
+@mongo_errors
+async def ensure_indexes(db: AsyncDatabase[Any]) -> None:
+    """Create every index the Manager relies on (idempotent)."""
+    connections = db["connections"]
+    await connections.create_index(
+        "name_key", unique=True, partialFilterExpression={"name_key": {"$exists": True}}, name="unique_name"
+    )
+    await connections.create_index(
+        [("status", ASCENDING), ("command.published_at", ASCENDING)], name="outbox"
+    )
+    await db["integrations"].create_index("connection_id", name="by_connection")
+    await db["api_keys"].create_index("digest", unique=True, name="unique_digest")
+    await db["idempotency_keys"].create_index("created_at", expireAfterSeconds=24 * 3600, name="expiry")
+
+
+@mongo_errors
+async def ping(db: AsyncDatabase[Any]) -> None:
+    """Raise :class:`StoreUnavailable` unless the server answers."""
+    await db.command("ping")

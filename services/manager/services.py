@@ -1,0 +1,339 @@
+"""Use cases for connections: create, read, delete, integrations, Builder replies, and the outbox sweep.
+
+Entry points (HTTP views, the replies consumer, the sweeper) call these; they talk to storage and the
+broker only through the ports below.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from manager.domain import (
+    ACCESS_TOKEN_FIELD,
+    AppInfo,
+    CommandRecord,
+    Connection,
+    ConnectionStatus,
+    StoredToken,
+)
+from manager.errors import (
+    ConcurrentUpdate,
+    ConnectionNotActive,
+    ConnectionNotFound,
+    IntegrationNotFound,
+    InvalidTransition,
+)
+from manager.metrics import Metrics
+from manager.repository import ConnectionRepository, Integration, IntegrationRepository
+from shared.contracts import (
+    CommandFailed,
+    ConnectionCreated,
+    ConnectionDeleted,
+    ConnectionTokenRefreshed,
+    Contract,
+    CreateConnection,
+    DeleteConnection,
+)
+from shared.crypto import Keyring
+from shared.logging import get_logger
+from shared.sealing import Opener, SealingError
+
+log = get_logger("manager.services")
+
+Clock = Callable[[], datetime]
+_CAS_ATTEMPTS = 20
+
+
+def utc_now_ms() -> datetime:
+    """Now, in UTC, truncated to milliseconds (what BSON dates keep)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def new_connection_id(now: datetime) -> str:
+    """A sortable id: creation time in milliseconds, then 40 random bits."""
+    return f"con_{int(now.timestamp() * 1000):012x}{secrets.token_hex(5)}"
+
+
+class CommandPublisher(Protocol):
+    """Confirmed publishing of commands (shared.amqp.Publisher)."""
+
+    async def send_command(
+        self,
+        command: Contract,
+        *,
+        reply_to: str,
+        correlation_id: str | None = None,
+        request_id: str | None = None,
+    ) -> str: ...
+
+
+class RpcCaller(Protocol):
+    """Request/reply with a deadline (shared.amqp.RpcClient)."""
+
+    async def call(
+        self, command: Contract, *, deadline: float, request_id: str | None = None
+    ) -> Contract: ...
+
+
+@dataclass(frozen=True)
+class NewConnection:
+    """What a caller asks for when creating a connection (already validated by the transport)."""
+
+    name: str
+    org_id: str
+    salesforce_username: str
+    admin_email: str
+    label: str
+    app_kind: str
+
+
+async def update_with_cas(
+    repo: ConnectionRepository, connection_id: str, change: Callable[[Connection], Connection | None]
+) -> tuple[Connection, bool]:
+    """Apply ``change`` by compare-and-set, re-reading on conflict; returns (connection, changed)."""
+    for _ in range(_CAS_ATTEMPTS):
+        current = await repo.get(connection_id)
+        if current is None:
+            raise ConnectionNotFound(f"no connection with id {connection_id!r}")
+        updated = change(current)
+        if updated is None:
+            return current, False
+        try:
+            await repo.save(updated, expected_version=current.version)
+        except ConcurrentUpdate:
+            continue
+        return updated, True
+    raise ConcurrentUpdate(f"connection {connection_id} kept changing; gave up after {_CAS_ATTEMPTS} tries")
+
+
+class ConnectionService:
+    """Creating, reading and deleting connections, and recording what the Builder answers."""
+
+    def __init__(
+        self,
+        *,
+        repo: ConnectionRepository,
+        integrations: IntegrationRepository,
+        publisher: CommandPublisher,
+        keyring: Keyring,
+        opener: Opener,
+        replies_queue: str,
+        metrics: Metrics,
+        publish_grace: timedelta,
+        republish_after: timedelta,
+        clock: Clock = utc_now_ms,
+    ) -> None:
+        self.repo = repo
+        self.integrations = integrations
+        self.publisher = publisher
+        self.keyring = keyring
+        self.opener = opener
+        self.replies_queue = replies_queue
+        self.metrics = metrics
+        self.publish_grace = publish_grace
+        self.republish_after = republish_after
+        self.clock = clock
+
+    # -- commands and the outbox ------------------------------------------------------------------
+
+    def _command_for(self, conn: Connection) -> Contract:
+        if conn.status is ConnectionStatus.DELETING:
+            return DeleteConnection(connection_id=conn.id)
+        return CreateConnection(
+            connection_id=conn.id,
+            org_id=conn.org_id,
+            salesforce_username=conn.salesforce_username,
+            admin_email=conn.admin_email,
+            label=conn.label,
+            app_kind=conn.app_kind,  # type: ignore[arg-type]
+            recipient_key_id=self.opener.active_kid,
+        )
+
+    async def _publish(self, conn: Connection, *, request_id: str | None) -> None:
+        """Publish the recorded command; on failure leave it unpublished for the sweeper."""
+        assert conn.command is not None
+        command = self._command_for(conn)
+        try:
+            message_id = await self.publisher.send_command(
+                command, reply_to=self.replies_queue, request_id=request_id
+            )
+        except Exception as exc:  # any broker trouble: the outbox record makes the sweeper try again
+            self.metrics.commands_published.labels(command.message_type, "failed").inc()
+            log.warning(
+                "command not published; the sweeper will retry",
+                connection_id=conn.id,
+                command_type=command.message_type,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        self.metrics.commands_published.labels(command.message_type, "ok").inc()
+        log.info("command published", connection_id=conn.id, command_id=message_id, type=command.message_type)
+        try:
+            await self.repo.mark_published(conn.id, conn.command.id, message_id=message_id, at=self.clock())
+        except Exception as exc:  # the command is out; at worst the sweeper publishes it once more
+            log.warning("could not mark command published", connection_id=conn.id, error=type(exc).__name__)
+
+    def _record(self, kind: str, now: datetime) -> CommandRecord:
+        return CommandRecord(id=uuid.uuid4().hex, type=kind, recorded_at=now)
+
+    async def sweep_once(self, *, limit: int = 100) -> int:
+        """Re-publish commands recorded but not published, or unanswered for too long; returns how many."""
+        now = self.clock()
+        due = await self.repo.due_commands(
+            recorded_before=now - self.publish_grace, published_before=now - self.republish_after, limit=limit
+        )
+        sent = 0
+        for conn in due:
+            assert conn.command is not None
+            if not await self.repo.claim_command(
+                conn.id, conn.command.id, attempts=conn.command.attempts, now=now
+            ):
+                continue  # another replica's sweeper took it
+            log.info("sweeper re-publishing command", connection_id=conn.id, type=conn.command.type)
+            await self._publish(conn, request_id=None)
+            self.metrics.sweeps.inc()
+            sent += 1
+        return sent
+
+    # -- use cases called by the HTTP API -----------------------------------------------------------
+
+    async def create(self, new: NewConnection, *, request_id: str | None = None) -> Connection:
+        """Record a ``pending`` connection with its create command, then publish the command."""
+        now = self.clock()
+        conn = Connection.new(
+            id=new_connection_id(now),
+            name=new.name,
+            org_id=new.org_id,
+            salesforce_username=new.salesforce_username,
+            admin_email=new.admin_email,
+            label=new.label,
+            app_kind=new.app_kind,
+            command=self._record(CreateConnection.message_type, now),
+            now=now,
+        )
+        await self.repo.add(conn)
+        log.info("connection recorded", connection_id=conn.id, name=conn.name)
+        await self._publish(conn, request_id=request_id)
+        return conn
+
+    async def get(self, connection_id: str) -> Connection:
+        conn = await self.repo.get(connection_id)
+        if conn is None:
+            raise ConnectionNotFound(f"no connection with id {connection_id!r}")
+        return conn
+
+    async def page(self, *, limit: int, after: str | None) -> tuple[list[Connection], str | None]:
+        """One page of connections in creation order and the cursor of the next page (None at the end)."""
+        page = await self.repo.page(limit=limit + 1, after=after)
+        if len(page) > limit:
+            return page[:limit], page[limit - 1].id
+        return page, None
+
+    async def delete(self, connection_id: str, *, request_id: str | None = None) -> Connection:
+        """active|failed → deleting and publish DeleteConnection; repeating it is harmless."""
+        now = self.clock()
+
+        def change(conn: Connection) -> Connection | None:
+            if conn.status is ConnectionStatus.DELETED:
+                return None
+            if conn.status is ConnectionStatus.DELETING:
+                if conn.command is not None:
+                    return None  # already on its way
+                return conn.retry_deletion(command=self._record(DeleteConnection.message_type, now), now=now)
+            if conn.status is ConnectionStatus.PENDING:
+                raise InvalidTransition(
+                    f"connection {conn.id} is still being created; delete it once it is active or failed"
+                )
+            return conn.begin_deletion(command=self._record(DeleteConnection.message_type, now), now=now)
+
+        conn, changed = await update_with_cas(self.repo, connection_id, change)
+        if changed:
+            await self._publish(conn, request_id=request_id)
+        return conn
+
+    async def associate(self, integration: str, connection_id: str) -> Integration:
+        """Bind an integration (by name) to a connection that is not deleted."""
+        conn = await self.get(connection_id)
+        if conn.status in (ConnectionStatus.DELETING, ConnectionStatus.DELETED):
+            raise ConnectionNotActive(f"connection {conn.id} is {conn.status}")
+        return await self.integrations.associate(integration, conn.id, now=self.clock())
+
+    async def integration(self, name: str) -> Integration:
+        found = await self.integrations.get(name)
+        if found is None:
+            raise IntegrationNotFound(f"no integration named {name!r}")
+        return found
+
+    # -- replies from the Builder -------------------------------------------------------------------
+
+    def open_token(self, conn_id: str, reply: ConnectionCreated | ConnectionTokenRefreshed) -> StoredToken:
+        """Open the sealed token and encrypt it at rest (the plaintext lives only in this call)."""
+        plaintext = self.opener.open(
+            reply.sealed_token.ciphertext,
+            key_id=reply.sealed_token.key_id,
+            connection_id=conn_id,
+            message_type=reply.message_type,
+        )
+        ciphertext = self.keyring.encrypt(plaintext, record_id=conn_id, field=ACCESS_TOKEN_FIELD)
+        return StoredToken(ciphertext=ciphertext, issued_at=_ms(reply.issued_at), stored_at=self.clock())
+
+    async def record_reply(self, reply: Contract) -> None:
+        """Apply a Builder reply to its connection; unknown connections raise ConnectionNotFound."""
+        connection_id: str = reply.connection_id  # type: ignore[attr-defined]
+        now = self.clock()
+
+        def change(conn: Connection) -> Connection | None:
+            if isinstance(reply, ConnectionCreated):
+                if conn.status is not ConnectionStatus.PENDING:
+                    return None  # duplicate or late: the first reply won
+                try:
+                    token = self.open_token(conn.id, reply)
+                except SealingError as exc:
+                    return conn.fail(code=exc.code, message=str(exc), now=now)
+                app = AppInfo(reply.app.kind.value, reply.app.full_name, reply.app.consumer_key)
+                return conn.activate(app=app, instance_url=_url(reply.instance_url), token=token, now=now)
+            if isinstance(reply, ConnectionTokenRefreshed):
+                newer = conn.token is None or reply.issued_at > conn.token.issued_at
+                if conn.status is not ConnectionStatus.ACTIVE or not newer:
+                    return None
+                token = self.open_token(conn.id, reply)
+                return conn.with_token(token=token, instance_url=_url(reply.instance_url), now=now)
+            if isinstance(reply, ConnectionDeleted):
+                if conn.status is not ConnectionStatus.DELETING:
+                    return None
+                return conn.finish_deletion(now=now)
+            if isinstance(reply, CommandFailed):
+                code, message = reply.error.code.value, reply.error.message
+                if (
+                    reply.command_type == CreateConnection.message_type
+                    and conn.status is ConnectionStatus.PENDING
+                ):
+                    return conn.fail(code=code, message=message, now=now)
+                if reply.command_type == DeleteConnection.message_type and conn.command is not None:
+                    if conn.status is ConnectionStatus.DELETING:
+                        return conn.delete_failed(code=code, message=message, now=now)
+                return None
+            raise TypeError(f"not a reply: {type(reply).__name__}")
+
+        try:
+            conn, changed = await update_with_cas(self.repo, connection_id, change)
+        except ConnectionNotFound:
+            self.metrics.replies.labels(reply.message_type, "unknown_connection").inc()
+            raise
+        outcome = "applied" if changed else "ignored"
+        self.metrics.replies.labels(reply.message_type, outcome).inc()
+        log.info("reply " + outcome, connection_id=conn.id, type=reply.message_type, status=conn.status.value)
+
+
+def _ms(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _url(value: object) -> str:
+    return str(value).rstrip("/")
