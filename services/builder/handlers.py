@@ -1,0 +1,392 @@
+"""Command handlers: CreateConnection (DESIGN §4 steps 1 to 7), RefreshConnectionToken, DeleteConnection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import HttpUrl
+
+from builder import provisioning
+from builder.metrics import Metrics
+from builder.ports import SalesforcePort
+from builder.provisioning import CA, ECA, AppCreator, fail, step
+from builder.salesforce import apps, certs
+from builder.salesforce.errors import OAuthError
+from builder.salesforce.jwt import audience_for
+from builder.salesforce.oauth import TokenResponse
+from builder.settings import BuilderSettings
+from builder.store import ConnectionRecord, ConnectionStatus, IssuedReply, Store
+from shared.amqp import Delivery
+from shared.contracts import (
+    AppKind,
+    AppSummary,
+    CommandFailed,
+    ConnectionCreated,
+    ConnectionDeleted,
+    ConnectionTokenRefreshed,
+    Contract,
+    CreateConnection,
+    DeleteConnection,
+    ErrorCode,
+    ErrorDetail,
+    RefreshConnectionToken,
+    SealedToken,
+    utcnow,
+)
+from shared.errors import RetryableError, SfconnectError
+from shared.logging import get_logger, redact_text
+from shared.sealing import Sealer
+
+log = get_logger(__name__)
+MAX_PROPAGATION_DELAY = 120.0
+_PROPAGATING = ("user hasn't approved", "audience is invalid", "audience validation")
+_ERROR_CODES = {c.value for c in ErrorCode}
+_ALIASES = {
+    "propagation_pending": ErrorCode.PROPAGATION_TIMEOUT,
+    "unknown_recipient_key": ErrorCode.INVALID_COMMAND,
+    "invalid_input": ErrorCode.INVALID_COMMAND,
+}
+
+
+class PropagationPending(RetryableError):
+    """The new app is not accepted by the token endpoint yet: try again after ``retry_after``."""
+
+    code = "propagation_pending"
+
+
+class ConnectionBusy(RetryableError):
+    """Another delivery of a command for this connection is being handled right now."""
+
+    code = "connection_busy"
+
+
+def failure_reply(message: Any, delivery: Delivery, error: SfconnectError) -> Contract | None:
+    """The CommandFailed for any error: a stable code, an actionable message, whether retrying may help."""
+    connection_id = getattr(message, "connection_id", None)
+    if not connection_id:
+        return None
+    code = (
+        ErrorCode(error.code)
+        if error.code in _ERROR_CODES
+        else _ALIASES.get(error.code, ErrorCode.INTERNAL_ERROR)
+    )
+    text = redact_text(error.message) or code.value
+    if code is ErrorCode.INTERNAL_ERROR:
+        text = f"the Builder failed unexpectedly ({text}); the command may be sent again"
+    return CommandFailed(
+        connection_id=connection_id,
+        command_type=getattr(message, "message_type", delivery.message_type or "unknown"),
+        error=ErrorDetail(code=code, message=text[:2000], retryable=error.retryable),
+    )
+
+
+def _oauth_kind(exc: OAuthError) -> str:
+    description = exc.description.lower()
+    if exc.error == "invalid_client_id" or (
+        exc.error == "invalid_grant" and any(p in description for p in _PROPAGATING)
+    ):
+        return "propagating"
+    if "inactive" in description or exc.error == "inactive_user":
+        return "inactive"
+    if exc.error == "invalid_app_access":
+        return "not_preauthorized"
+    return "refused"
+
+
+@dataclass
+class Handlers:
+    """The Builder's command handlers, bound to their dependencies."""
+
+    store: Store
+    salesforce: SalesforcePort
+    sealer: Sealer
+    settings: BuilderSettings
+    holder: str
+    metrics: Metrics | None = None
+    clock: Callable[[], datetime] = utcnow
+    new_credential: Callable[[str], certs.Credential] = certs.new_credential
+    lease_seconds: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        if not self.lease_seconds:
+            self.lease_seconds = max(120.0, self.settings.salesforce_timeout_seconds * 6)
+
+    def routes(self) -> Mapping[type[Contract], Callable[[Any, Delivery], Any]]:
+        """The handler map for shared.amqp.Consumer."""
+        return {
+            CreateConnection: self._measured(self.create_connection),
+            RefreshConnectionToken: self._measured(self.refresh_token),
+            DeleteConnection: self._measured(self.delete_connection),
+        }
+
+    def _measured(self, fn: Callable[[Any, Delivery], Any]) -> Callable[[Any, Delivery], Any]:
+        async def run(message: Any, delivery: Delivery) -> Any:
+            outcome = "error"
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                reply = await fn(message, delivery)
+                outcome = "ok"
+                return reply
+            except RetryableError:
+                outcome = "retry"
+                raise
+            except SfconnectError as exc:
+                outcome = exc.code
+                raise
+            finally:
+                if self.metrics is not None:
+                    self.metrics.commands.labels(message.message_type, outcome).inc()
+                    self.metrics.command_seconds.labels(message.message_type).observe(loop.time() - started)
+
+        return run
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, connection_id: str) -> AsyncIterator[None]:
+        key = f"connection:{connection_id}"
+        if not await self.store.try_lease(key, self.holder, self.lease_seconds):
+            raise ConnectionBusy(
+                f"connection {connection_id} is being handled by another delivery", retry_after=5
+            )
+        try:
+            yield
+        finally:
+            await self.store.release_lease(key, self.holder)
+
+    def _check_recipient(self, key_id: str) -> None:
+        if key_id not in self.sealer.public_keys:
+            raise fail(
+                ErrorCode.INVALID_COMMAND,
+                f"recipient key {key_id!r} is not configured on the Builder (RECIPIENT_PUBLIC_KEYS); "
+                "configure the Manager's public key there",
+            )
+
+    def _seal(self, token: str, key_id: str, connection_id: str, message_type: str) -> SealedToken:
+        sealed = self.sealer.seal(
+            token, key_id=key_id, connection_id=connection_id, message_type=message_type
+        )
+        return SealedToken(key_id=key_id, ciphertext=sealed)
+
+    # -- CreateConnection ---------------------------------------------------------------------------
+
+    async def create_connection(self, cmd: CreateConnection, delivery: Delivery) -> ConnectionCreated:
+        """Steps 1 to 7: user, credential, permission set, app, read-back, JWT token, sealed reply."""
+        self._check_recipient(cmd.recipient_key_id)
+        async with self._lease(cmd.connection_id):
+            record = await self.store.get_connection(cmd.connection_id)
+            if record is not None:
+                self._check_same(record, cmd)
+                if record.reply is not None and record.reply.key_id == cmd.recipient_key_id:
+                    log.info("create already done: replaying the reply sent before")
+                    return self._created(record, record.reply)
+            org = await self.salesforce.org(cmd.org_id)
+            auth = org.authorization
+            user = await provisioning.resolve_user(org, cmd.salesforce_username)
+            if record is None:
+                record = await self._new_record(cmd, auth.instance_url, auth.is_sandbox)
+            record.user_id = user.id
+            await provisioning.preauthorize(org, record, self.store)
+            if record.status in (ConnectionStatus.PROVISIONING, ConnectionStatus.APP_REQUESTED):
+                await AppCreator(org, self.store, self.settings).ensure(record)
+                if self.metrics is not None:
+                    self.metrics.apps_created.labels(record.app_kind or "").inc()
+            if record.status is ConnectionStatus.APP_CREATED:
+                with step(ErrorCode.APP_CREATION_FAILED, f"reading back app {record.full_name}"):
+                    found = await org.read_app(record.app_kind or ECA, record.full_name)
+                record.consumer_key = provisioning.verify_readback(record, found, auth.org_id)
+                record.status = ConnectionStatus.APP_VERIFIED
+                await self.store.save_connection(record)
+            token = await self._mint(
+                record, first_attempt_at=delivery.first_attempt_at, attempt=delivery.attempt, window=True
+            )
+            issued = self._issue(record, token, cmd.recipient_key_id, ConnectionCreated.message_type)
+            await self.store.save_connection(record)
+            log.info("connection created", app_kind=record.app_kind, app=record.full_name)
+            return self._created(record, issued)
+
+    def _check_same(self, record: ConnectionRecord, cmd: CreateConnection) -> None:
+        if record.status is ConnectionStatus.DELETED:
+            raise fail(
+                ErrorCode.INVALID_COMMAND,
+                f"connection {cmd.connection_id} was deleted; create a new connection instead",
+            )
+        if (
+            record.org_id[:15] != cmd.org_id[:15]
+            or record.username.lower() != cmd.salesforce_username.lower()
+        ):
+            raise fail(
+                ErrorCode.INVALID_COMMAND,
+                f"connection {cmd.connection_id} already exists for another org or username",
+            )
+
+    async def _new_record(
+        self, cmd: CreateConnection, instance_url: str, is_sandbox: bool
+    ) -> ConnectionRecord:
+        name = apps.api_name(cmd.connection_id)
+        credential = await asyncio.to_thread(self.new_credential, name)
+        record = ConnectionRecord(
+            connection_id=cmd.connection_id,
+            org_id=cmd.org_id,
+            username=cmd.salesforce_username,
+            admin_email=str(cmd.admin_email),
+            label=cmd.label,
+            requested_kind=cmd.app_kind.value,
+            full_name=name,
+            permission_set_name=name,
+            certificate_pem=credential.certificate_pem,
+            private_key_pem=credential.private_key_pem,
+            consumer_key=provisioning.new_consumer_key(),
+            instance_url=instance_url,
+            audience=audience_for(is_sandbox=is_sandbox, override=self.settings.jwt_audience),
+        )
+        await self.store.save_connection(record)
+        return record
+
+    def _issue(
+        self, record: ConnectionRecord, token: TokenResponse, key_id: str, message_type: str
+    ) -> IssuedReply:
+        sealed = self._seal(token.access_token, key_id, record.connection_id, message_type)
+        issued = IssuedReply(key_id, sealed.ciphertext, token.issued_at_datetime(), token.instance_url)
+        record.reply = issued if message_type == ConnectionCreated.message_type else record.reply
+        record.status = ConnectionStatus.ACTIVE
+        record.last_access_token = token.access_token
+        record.instance_url = token.instance_url or record.instance_url
+        return issued
+
+    def _created(self, record: ConnectionRecord, issued: IssuedReply) -> ConnectionCreated:
+        return ConnectionCreated(
+            connection_id=record.connection_id,
+            app=AppSummary(
+                kind=AppKind(record.app_kind or ECA),
+                full_name=record.full_name,
+                consumer_key=record.consumer_key,
+            ),
+            instance_url=HttpUrl(issued.instance_url),
+            issued_at=issued.issued_at,
+            sealed_token=SealedToken(key_id=issued.key_id, ciphertext=issued.sealed_token),
+        )
+
+    async def _mint(
+        self, record: ConnectionRecord, *, first_attempt_at: datetime, attempt: int, window: bool
+    ) -> TokenResponse:
+        """Step 6: JWT bearer; while the new app propagates, defer through the delayed-retry queues."""
+        assert record.private_key_pem is not None, "an active connection keeps its key"
+        try:
+            return await self.salesforce.mint_token(
+                token_host=record.instance_url,
+                consumer_key=record.consumer_key,
+                username=record.username,
+                audience=record.audience,
+                private_key_pem=record.private_key_pem,
+            )
+        except OAuthError as exc:
+            kind = _oauth_kind(exc)
+            answer = f"{exc.error}: {exc.description}"
+            if kind == "inactive":
+                raise fail(
+                    ErrorCode.USER_INACTIVE, f"Salesforce says user {record.username} is inactive ({answer})"
+                ) from None
+            if kind == "not_preauthorized":
+                raise fail(
+                    ErrorCode.PREAUTHORIZATION_FAILED,
+                    f"user {record.username} is not pre-authorized for app {record.full_name} ({answer}); check "
+                    f"that permission set {record.permission_set_name} is assigned and the user's license allows it",
+                ) from None
+            if kind == "refused" or not window:
+                raise fail(
+                    ErrorCode.APP_CREATION_FAILED,
+                    f"Salesforce refused a token for app {record.full_name} ({answer}); check the app's "
+                    "certificate and JWT_AUDIENCE, or delete and recreate the connection",
+                ) from None
+            self._defer(record, first_attempt_at, max(1, attempt), answer)
+            raise AssertionError("unreachable") from None
+
+    def _defer(self, record: ConnectionRecord, first_attempt_at: datetime, attempt: int, answer: str) -> None:
+        limit = timedelta(seconds=self.settings.propagation_deadline_seconds)
+        now = self.clock()
+        waited = (now - first_attempt_at).total_seconds()
+        if now >= first_attempt_at + limit:
+            raise fail(
+                ErrorCode.PROPAGATION_TIMEOUT,
+                f"Salesforce still does not accept app {record.full_name} {waited:.0f}s after the request "
+                f"(last answer: {answer}); new apps can take longer to propagate: retry the connection later",
+            )
+        remaining = (first_attempt_at + limit - now).total_seconds()
+        delay = min(
+            MAX_PROPAGATION_DELAY, self.settings.propagation_retry_seconds * 2 ** min(10, attempt - 1)
+        )
+        if self.metrics is not None:
+            self.metrics.propagation_retries.inc()
+        log.info(
+            "new app not accepted yet; retrying later", app=record.full_name, answer=answer, waited_s=waited
+        )
+        raise PropagationPending(
+            f"app {record.full_name} is not accepted by Salesforce yet ({answer})",
+            retry_after=max(1.0, min(delay, remaining)),
+        )
+
+    # -- RefreshConnectionToken ---------------------------------------------------------------------
+
+    async def refresh_token(
+        self, cmd: RefreshConnectionToken, delivery: Delivery
+    ) -> ConnectionTokenRefreshed:
+        """Mint a new token with the connection's stored key and app."""
+        self._check_recipient(cmd.recipient_key_id)
+        record = await self.store.get_connection(cmd.connection_id)
+        if record is None or record.status is ConnectionStatus.DELETED:
+            raise fail(ErrorCode.CONNECTION_NOT_FOUND, f"the Builder has no connection {cmd.connection_id}")
+        if record.status is not ConnectionStatus.ACTIVE or not record.private_key_pem:
+            raise fail(
+                ErrorCode.INVALID_COMMAND,
+                f"connection {cmd.connection_id} is still being created; its first token comes with ConnectionCreated",
+            )
+        created = record.app_created_at or record.created_at or self.clock()
+        young = self.clock() < created + timedelta(seconds=self.settings.propagation_deadline_seconds)
+        token = await self._mint(record, first_attempt_at=created, attempt=delivery.attempt, window=young)
+        issued = self._issue(record, token, cmd.recipient_key_id, ConnectionTokenRefreshed.message_type)
+        await self.store.save_connection(record)
+        return ConnectionTokenRefreshed(
+            connection_id=record.connection_id,
+            instance_url=HttpUrl(issued.instance_url),
+            issued_at=issued.issued_at,
+            sealed_token=SealedToken(key_id=issued.key_id, ciphertext=issued.sealed_token),
+        )
+
+    # -- DeleteConnection ---------------------------------------------------------------------------
+
+    async def delete_connection(self, cmd: DeleteConnection, delivery: Delivery) -> ConnectionDeleted:
+        """Revoke the last token, delete the app and permission set, forget the key (idempotent)."""
+        async with self._lease(cmd.connection_id):
+            record = await self.store.get_connection(cmd.connection_id)
+            if record is None:
+                return ConnectionDeleted(connection_id=cmd.connection_id, app_existed=False)
+            if record.status is ConnectionStatus.DELETED:
+                return ConnectionDeleted(connection_id=cmd.connection_id, app_existed=record.app_existed)
+            org = await self.salesforce.org(record.org_id)
+            if record.last_access_token:
+                try:
+                    await self.salesforce.revoke(host=record.instance_url, token=record.last_access_token)
+                except OAuthError as exc:  # deleting the app revokes its tokens anyway
+                    log.info("token revoke refused", error=exc.error)
+                record.last_access_token = None
+                await self.store.save_connection(record)
+            existed = False
+            with step(ErrorCode.APP_CREATION_FAILED, f"deleting app {record.full_name}"):
+                if record.app_kind:
+                    existed = await org.delete_app(record.app_kind, record.full_name)
+                ps_id = record.permission_set_id or await org.find_permission_set(record.permission_set_name)
+                if ps_id:
+                    await org.delete_permission_set(ps_id)
+            record.status, record.app_existed = ConnectionStatus.DELETED, existed
+            record.private_key_pem, record.reply = None, None
+            await self.store.save_connection(record)
+            log.info("connection deleted", app=record.full_name, app_existed=record.app_existed)
+            return ConnectionDeleted(connection_id=cmd.connection_id, app_existed=record.app_existed)
+
+
+__all__ = ["CA", "ECA", "ConnectionBusy", "Handlers", "PropagationPending", "failure_reply"]

@@ -1,0 +1,340 @@
+"""The Builder's store on MongoDB (PyMongo's async API); secrets are encrypted with the keyring."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from builder.store import (
+    ConnectionRecord,
+    ConnectionStatus,
+    IssuedReply,
+    ObjectsCache,
+    OrgAuthorization,
+    OrgStatus,
+    PendingAuthorization,
+    StateRejected,
+    org_key,
+)
+from shared.crypto import Keyring
+
+Doc = dict[str, Any]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
+
+
+def _state_id(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+class MongoStore:
+    """Collections: orgs, oauth_states (TTL), connections, leases (TTL), objects_cache."""
+
+    def __init__(self, db: AsyncDatabase[Doc], keyring: Keyring) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.orgs = db["orgs"]
+        self.states = db["oauth_states"]
+        self.connections = db["connections"]
+        self.leases = db["leases"]
+        self.objects = db["objects_cache"]
+
+    async def ensure_indexes(self) -> None:
+        """Create every index (idempotent)."""
+        await self.states.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl")
+        await self.leases.create_index([("until", ASCENDING)], expireAfterSeconds=60, name="ttl")
+        await self.orgs.create_index([("status", ASCENDING)], name="status")
+        await self.connections.create_index(
+            [("org_key", ASCENDING), ("status", ASCENDING)], name="org_status"
+        )
+
+    async def ping(self) -> None:
+        await self.db.command("ping")
+
+    # -- org authorizations -------------------------------------------------------------------------
+
+    def _enc(self, value: str, record_id: str, name: str) -> str:
+        return self.keyring.encrypt(value, record_id=record_id, field=name)
+
+    def _dec(self, value: str | None, record_id: str, name: str) -> str | None:
+        return self.keyring.decrypt(value, record_id=record_id, field=name) if value else None
+
+    def _org_from(self, doc: Doc) -> OrgAuthorization:
+        key = doc["_id"]
+        return OrgAuthorization(
+            org_id=doc["org_id"],
+            user_id=doc.get("user_id", ""),
+            instance_url=doc["instance_url"],
+            login_url=doc.get("login_url", ""),
+            is_sandbox=bool(doc.get("is_sandbox", False)),
+            scopes=list(doc.get("scopes", [])),
+            refresh_token=self._dec(doc.get("refresh_token"), key, "refresh_token") or "",
+            access_token=self._dec(doc.get("access_token"), key, "access_token"),
+            token_version=int(doc.get("token_version", 1)),
+            status=OrgStatus(doc.get("status", OrgStatus.OK)),
+            status_reason=doc.get("status_reason", ""),
+            app_kind_support=dict(doc.get("app_kind_support", {})),
+            authorized_at=_aware(doc.get("authorized_at")),
+            updated_at=_aware(doc.get("updated_at")),
+        )
+
+    async def save_authorization(self, org: OrgAuthorization) -> OrgAuthorization:
+        """Store a fresh authorization (from the OAuth callback), keeping what was learnt about the org."""
+        key, now = org_key(org.org_id), _now()
+        fields: Doc = {
+            "org_id": org.org_id,
+            "user_id": org.user_id,
+            "instance_url": org.instance_url,
+            "login_url": org.login_url,
+            "is_sandbox": org.is_sandbox,
+            "scopes": org.scopes,
+            "refresh_token": self._enc(org.refresh_token, key, "refresh_token"),
+            "access_token": self._enc(org.access_token, key, "access_token") if org.access_token else None,
+            "status": OrgStatus.OK.value,
+            "status_reason": "",
+            "authorized_at": now,
+            "updated_at": now,
+        }
+        doc = await self.orgs.find_one_and_update(
+            {"_id": key},
+            {"$set": fields, "$inc": {"token_version": 1}, "$setOnInsert": {"app_kind_support": {}}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None, "an upsert returns the document"
+        return self._org_from(doc)
+
+    async def get_org(self, org_id: str) -> OrgAuthorization | None:
+        doc = await self.orgs.find_one({"_id": org_key(org_id)})
+        return self._org_from(doc) if doc else None
+
+    async def list_orgs(self) -> list[OrgAuthorization]:
+        return [self._org_from(d) async for d in self.orgs.find({}).sort("_id", ASCENDING)]
+
+    async def delete_org(self, org_id: str) -> bool:
+        result = await self.orgs.delete_one({"_id": org_key(org_id)})
+        await self.objects.delete_one({"_id": org_key(org_id)})
+        return result.deleted_count == 1
+
+    async def save_refreshed_tokens(
+        self,
+        org_id: str,
+        *,
+        expected_version: int,
+        access_token: str,
+        refresh_token: str | None,
+        instance_url: str,
+    ) -> bool:
+        """Store a refresh result in one write (a rotated refresh token together with its access token)."""
+        key = org_key(org_id)
+        fields: Doc = {
+            "access_token": self._enc(access_token, key, "access_token"),
+            "instance_url": instance_url,
+            "updated_at": _now(),
+        }
+        if refresh_token:
+            fields["refresh_token"] = self._enc(refresh_token, key, "refresh_token")
+        result = await self.orgs.update_one(
+            {"_id": key, "token_version": expected_version, "status": OrgStatus.OK.value},
+            {"$set": fields, "$inc": {"token_version": 1}},
+        )
+        return result.modified_count == 1
+
+    async def mark_needs_reauth(self, org_id: str, reason: str) -> None:
+        await self.orgs.update_one(
+            {"_id": org_key(org_id)},
+            {
+                "$set": {
+                    "status": OrgStatus.NEEDS_REAUTH.value,
+                    "status_reason": reason,
+                    "updated_at": _now(),
+                },
+                "$unset": {"access_token": ""},
+            },
+        )
+
+    async def remember_app_kind(self, org_id: str, kind: str, supported: bool) -> None:
+        await self.orgs.update_one(
+            {"_id": org_key(org_id)}, {"$set": {f"app_kind_support.{kind}": supported, "updated_at": _now()}}
+        )
+
+    # -- OAuth states -------------------------------------------------------------------------------
+
+    async def save_oauth_state(self, state: str, pending: PendingAuthorization) -> None:
+        sid = _state_id(state)
+        await self.states.insert_one(
+            {
+                "_id": sid,
+                "code_verifier": self._enc(pending.code_verifier, sid, "code_verifier"),
+                "login_url": pending.login_url,
+                "is_sandbox": pending.is_sandbox,
+                "expires_at": pending.expires_at,
+                "used": False,
+                "created_at": _now(),
+            }
+        )
+
+    async def consume_oauth_state(self, state: str, now: datetime) -> PendingAuthorization:
+        """Mark a state used (single use) and return what it was stored with; refuses unknown/used/expired."""
+        sid = _state_id(state)
+        doc = await self.states.find_one_and_update(
+            {"_id": sid, "used": False}, {"$set": {"used": True, "used_at": now}}
+        )
+        if doc is None:
+            if await self.states.find_one({"_id": sid}, {"_id": 1}):
+                raise StateRejected("this sign-in link was already used; start the authorization again")
+            raise StateRejected("unknown sign-in state; start the authorization again from the Builder")
+        expires_at = _aware(doc.get("expires_at"))
+        if expires_at is None or expires_at <= now:
+            raise StateRejected(
+                "the sign-in took too long and its state expired; start the authorization again"
+            )
+        return PendingAuthorization(
+            code_verifier=self._dec(doc["code_verifier"], sid, "code_verifier") or "",
+            login_url=doc.get("login_url", ""),
+            is_sandbox=bool(doc.get("is_sandbox", False)),
+            expires_at=expires_at,
+        )
+
+    # -- connections --------------------------------------------------------------------------------
+
+    def _connection_from(self, doc: Doc) -> ConnectionRecord:
+        cid = doc["_id"]
+        reply = doc.get("reply")
+        return ConnectionRecord(
+            connection_id=cid,
+            org_id=doc["org_id"],
+            username=doc["username"],
+            admin_email=doc.get("admin_email", ""),
+            label=doc.get("label", ""),
+            requested_kind=doc.get("requested_kind", "auto"),
+            full_name=doc["full_name"],
+            permission_set_name=doc["permission_set_name"],
+            certificate_pem=doc.get("certificate_pem", ""),
+            private_key_pem=self._dec(doc.get("private_key"), cid, "private_key"),
+            consumer_key=doc.get("consumer_key", ""),
+            user_id=doc.get("user_id", ""),
+            app_kind=doc.get("app_kind"),
+            permission_set_id=doc.get("permission_set_id"),
+            deploy_id=doc.get("deploy_id"),
+            status=ConnectionStatus(doc.get("status", ConnectionStatus.PROVISIONING)),
+            app_created_at=_aware(doc.get("app_created_at")),
+            instance_url=doc.get("instance_url", ""),
+            audience=doc.get("audience", ""),
+            last_access_token=self._dec(doc.get("last_access_token"), cid, "access_token"),
+            reply=IssuedReply(
+                key_id=reply["key_id"],
+                sealed_token=reply["sealed_token"],
+                issued_at=_aware(reply["issued_at"]),
+                instance_url=reply["instance_url"],
+            )
+            if reply
+            else None,
+            app_existed=bool(doc.get("app_existed", False)),
+            created_at=_aware(doc.get("created_at")),
+            updated_at=_aware(doc.get("updated_at")),
+        )
+
+    async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
+        doc = await self.connections.find_one({"_id": connection_id})
+        return self._connection_from(doc) if doc else None
+
+    async def save_connection(self, record: ConnectionRecord) -> None:
+        """Write the whole record (callers hold the connection's lease)."""
+        cid, now = record.connection_id, _now()
+        record = replace(record, created_at=record.created_at or now, updated_at=now)
+        doc: Doc = {
+            "org_id": record.org_id,
+            "org_key": org_key(record.org_id),
+            "username": record.username,
+            "admin_email": record.admin_email,
+            "label": record.label,
+            "requested_kind": record.requested_kind,
+            "full_name": record.full_name,
+            "permission_set_name": record.permission_set_name,
+            "certificate_pem": record.certificate_pem,
+            "private_key": self._enc(record.private_key_pem, cid, "private_key")
+            if record.private_key_pem
+            else None,
+            "consumer_key": record.consumer_key,
+            "user_id": record.user_id,
+            "app_kind": record.app_kind,
+            "permission_set_id": record.permission_set_id,
+            "deploy_id": record.deploy_id,
+            "status": record.status.value,
+            "app_created_at": record.app_created_at,
+            "instance_url": record.instance_url,
+            "audience": record.audience,
+            "last_access_token": self._enc(record.last_access_token, cid, "access_token")
+            if record.last_access_token
+            else None,
+            "reply": {
+                "key_id": record.reply.key_id,
+                "sealed_token": record.reply.sealed_token,
+                "issued_at": record.reply.issued_at,
+                "instance_url": record.reply.instance_url,
+            }
+            if record.reply
+            else None,
+            "app_existed": record.app_existed,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+        }
+        await self.connections.replace_one({"_id": cid}, doc, upsert=True)
+
+    # -- leases -------------------------------------------------------------------------------------
+
+    async def try_lease(self, key: str, holder: str, seconds: float) -> bool:
+        """Take (or extend) the lease ``key`` unless another holder has it and it has not expired."""
+        now = _now()
+        try:
+            await self.leases.update_one(
+                {"_id": key, "$or": [{"until": {"$lte": now}}, {"holder": holder}]},
+                {"$set": {"holder": holder, "until": now + timedelta(seconds=seconds)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def release_lease(self, key: str, holder: str) -> None:
+        await self.leases.delete_one({"_id": key, "holder": holder})
+
+    # -- describeGlobal cache -----------------------------------------------------------------------
+
+    async def get_objects_cache(self, org_id: str) -> ObjectsCache | None:
+        doc = await self.objects.find_one({"_id": org_key(org_id)})
+        if not doc:
+            return None
+        return ObjectsCache(
+            org_id=doc["org_id"],
+            sobjects=list(doc.get("sobjects", [])),
+            fetched_at=_aware(doc["fetched_at"]),
+            last_modified=_aware(doc.get("last_modified")),
+        )
+
+    async def save_objects_cache(self, cache: ObjectsCache) -> None:
+        await self.objects.replace_one(
+            {"_id": org_key(cache.org_id)},
+            {
+                "org_id": cache.org_id,
+                "sobjects": cache.sobjects,
+                "fetched_at": cache.fetched_at,
+                "last_modified": cache.last_modified,
+            },
+            upsert=True,
+        )

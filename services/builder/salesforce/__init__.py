@@ -1,0 +1,1 @@
+"""The Salesforce adapter: OAuth, REST, Metadata (SOAP and deploy), JWT bearer, certificates."""

@@ -1,0 +1,91 @@
+"""One place where the Builder talks HTTP to Salesforce: timeouts, metrics, network errors as typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from builder.metrics import Metrics
+from builder.salesforce.errors import SalesforceUnavailable
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Response:
+    """A fully read response."""
+
+    status: int
+    text: str
+    headers: Mapping[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass
+class Transport:
+    """An aiohttp session with a deadline on every call; never logs bodies, headers or query strings."""
+
+    session: aiohttp.ClientSession
+    timeout: float
+    metrics: Metrics | None = None
+
+    async def request(
+        self,
+        method: str,
+        url: str | URL,
+        *,
+        operation: str,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        json: Any = None,
+        seconds: float | None = None,
+    ) -> Response:
+        """Send one request; a timeout or a network failure raises SalesforceUnavailable."""
+        limit = seconds or self.timeout
+        started = time.monotonic()
+        outcome = "error"
+        target = URL(url) if isinstance(url, str) else url
+        try:
+            async with asyncio.timeout(limit):
+                async with self.session.request(
+                    method,
+                    target,
+                    headers=dict(headers or {}),
+                    data=data,
+                    json=json,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=limit),
+                ) as resp:
+                    raw = await resp.content.read(MAX_BODY_BYTES)
+                    text = raw.decode(resp.charset or "utf-8", "replace")
+                    outcome = str(resp.status)
+                    return Response(resp.status, text, dict(resp.headers))
+        except TimeoutError:
+            outcome = "timeout"
+            raise SalesforceUnavailable(
+                f"Salesforce {operation} did not answer within {limit:g}s ({target.host})"
+            ) from None
+        except aiohttp.ClientError as exc:
+            outcome = "network"
+            raise SalesforceUnavailable(
+                f"Salesforce {operation} could not be reached at {target.host} ({type(exc).__name__})"
+            ) from None
+        finally:
+            elapsed = time.monotonic() - started
+            if self.metrics is not None:
+                self.metrics.salesforce_calls.labels(operation, outcome).inc()
+                self.metrics.salesforce_seconds.labels(operation).observe(elapsed)
+            log.debug(
+                "salesforce call", operation=operation, host=target.host, outcome=outcome, seconds=elapsed
+            )

@@ -1,0 +1,109 @@
+"""The Builder's settings, read once from the environment (names pinned in the team notes)."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.contracts import AppKind
+from shared.crypto import Keyring
+from shared.errors import ConfigurationError
+from shared.sealing import Sealer
+from shared.settings import ServiceSettings
+
+SANDBOX_LOGIN_URL = "https://test.salesforce.com"
+
+
+def _https_or_local(url: str) -> str:
+    """An http(s) base URL without a trailing slash; plain http only for loopback hosts."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("must use https (plain http is accepted only for a local simulator)")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or fragment")
+    return url.strip().rstrip("/")
+
+
+class BuilderSettings(ServiceSettings):
+    """Everything the Builder needs; secrets are SecretStr and never printed."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    service_name: str = "builder"
+    mongodb_database: str = Field("sfconnect_builder", min_length=1, max_length=63)
+    http_host: str = "0.0.0.0"  # noqa: S104 - a service listens on every interface inside its container
+    http_port: int = Field(8081, ge=1, le=65535)
+    encryption_keys: SecretStr = Field(description="Comma-separated kid:base64key; the first one encrypts.")
+    recipient_public_keys: str = Field(description="Comma-separated kid:base64url X25519 public keys.")
+    admin_api_key: SecretStr = Field(description="Key for the admin HTTP API (Bearer or X-API-Key).")
+    salesforce_client_id: str = Field(min_length=1)
+    salesforce_client_secret: SecretStr
+    salesforce_login_url: str = "https://login.salesforce.com"
+    salesforce_sandbox_login_url: str = SANDBOX_LOGIN_URL
+    salesforce_allowed_login_urls: str = Field(
+        "", description="Extra login hosts (e.g. My Domains) an admin may pick, comma-separated."
+    )
+    salesforce_callback_url: str
+    salesforce_api_version: str = Field("68.0", pattern=r"^\d{2,3}\.0$")
+    jwt_audience: str | None = None
+    propagation_deadline_seconds: float = Field(900.0, gt=0)
+    propagation_retry_seconds: float = Field(
+        5.0, gt=0, description="First delay before retrying a token for a new app; doubles, capped at 120s."
+    )
+    command_prefetch: int = Field(8, ge=1, le=1000)
+    command_max_attempts: int = Field(25, ge=1, le=1000)
+    salesforce_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    app_kind_preference: Literal[AppKind.EXTERNAL_CLIENT_APP, AppKind.CONNECTED_APP] = (
+        AppKind.EXTERNAL_CLIENT_APP
+    )
+    oauth_state_ttl_seconds: int = Field(600, ge=30, le=3600)
+    objects_cache_seconds: int = Field(300, ge=0)
+    deploy_poll_seconds: float = Field(1.0, gt=0)
+    shutdown_drain_seconds: float = Field(30.0, ge=0)
+    instance_id: str = Field("", description="Name of this replica for leases (default: hostname-pid).")
+
+    @field_validator("salesforce_login_url", "salesforce_sandbox_login_url", "salesforce_callback_url")
+    @classmethod
+    def _urls(cls, v: str) -> str:
+        return _https_or_local(v)
+
+    @field_validator("jwt_audience")
+    @classmethod
+    def _aud(cls, v: str | None) -> str | None:
+        return _https_or_local(v) if v else None
+
+    @field_validator("salesforce_allowed_login_urls")
+    @classmethod
+    def _allowed(cls, v: str) -> str:
+        return ",".join(_https_or_local(u) for u in v.split(",") if u.strip())
+
+    @model_validator(mode="after")
+    def _keys_parse(self) -> BuilderSettings:
+        # Parse the key material now so a bad key is reported at start-up, by setting name.
+        try:
+            self.keyring()
+            self.sealer()
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        if len(self.admin_api_key.get_secret_value()) < 16:
+            raise ValueError("ADMIN_API_KEY must be at least 16 characters")
+        return self
+
+    def keyring(self) -> Keyring:
+        """The at-rest keyring built from ENCRYPTION_KEYS."""
+        return Keyring.parse(self.encryption_keys.get_secret_value())
+
+    def sealer(self) -> Sealer:
+        """The sealer built from RECIPIENT_PUBLIC_KEYS."""
+        return Sealer.parse(self.recipient_public_keys)
+
+    def login_urls(self) -> tuple[str, ...]:
+        """Every login host an admin may authorize through, the default first."""
+        extra = [u for u in self.salesforce_allowed_login_urls.split(",") if u]
+        urls = [self.salesforce_login_url, self.salesforce_sandbox_login_url, *extra]
+        return tuple(dict.fromkeys(urls))
