@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from shared.amqp import Publisher, Topology, connect
 
 INSTANCE = "i1"
+RPC_INSTANCES = (INSTANCE, "recovery")  # deleted after every test
 
 
 @dataclass
@@ -58,7 +59,7 @@ async def amqp_env(amqp_url: str, amqp_prefix: str) -> AsyncIterator[AmqpEnv]:
             await conn.close()
         cleaner = await aio_pika.connect(amqp_url, timeout=10)
         try:
-            await topology.delete_all(await cleaner.channel(), instance_ids=[INSTANCE])
+            await topology.delete_all(await cleaner.channel(), instance_ids=RPC_INSTANCES)
         finally:
             await cleaner.close()
 
@@ -115,11 +116,21 @@ def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
 def close_my_connections(name_prefix: str) -> int:
     """Close (from the broker side) every connection whose client-provided name starts with ``name_prefix``."""
     listing = rabbitmqctl("list_connections", "pid", "client_properties", "--no-table-headers", "--quiet")
-    closed = 0
+    pids = []
     for line in listing.splitlines():
         pid, _, props = line.partition("\t")
         # The prefix holds a random hex part, so finding it in the client properties is specific enough.
         if "connection_name" in props and name_prefix in props:
-            rabbitmqctl("close_connection", pid.strip(), "closed by an sfconnect recovery test")
-            closed += 1
-    return closed
+            pids.append(pid.strip())
+    closers = [
+        subprocess.Popen(
+            ["rabbitmqctl", "close_connection", pid, "closed by an sfconnect recovery test"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for pid in pids
+    ]
+    for closer in closers:
+        _, err = closer.communicate(timeout=60)
+        assert closer.returncode == 0, err
+    return len(pids)

@@ -103,8 +103,11 @@ class Consumer:
         if self._inflight:
             _done, pending = await asyncio.wait(set(self._inflight), timeout=drain_timeout)
             if pending:
-                log.warning("consumer stopped with handlers still running", queue=self.queue_name,
-                            unfinished=len(pending))  # fmt: skip
+                log.warning(
+                    "consumer stopped with handlers still running",
+                    queue=self.queue_name,
+                    unfinished=len(pending),
+                )
         if self._channel is not None and not self._channel.is_closed:
             with contextlib.suppress(Exception):
                 await self._channel.close()

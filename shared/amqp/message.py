@@ -28,9 +28,18 @@ H_DETAIL = "x-sfconnect-detail"
 H_SOURCE_QUEUE = "x-sfconnect-source-queue"
 H_ORIGINAL_MESSAGE_ID = "x-sfconnect-original-message-id"
 # Headers the broker adds on dead-lettering and redelivery; never copied onto a message we publish again.
-BROKER_HEADERS = frozenset({"x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
-                            "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
-                            "x-delivery-count"})  # fmt: skip
+BROKER_HEADERS = frozenset(
+    {
+        "x-death",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+        "x-delivery-count",
+    }
+)
 MAX_DETAIL_CHARS = 1000
 
 

@@ -70,8 +70,15 @@ def test_every_publish_gets_its_own_message_id() -> None:
 
 def test_a_delivery_reads_back_ids_attempt_and_utc_times() -> None:
     first = datetime(2026, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5)))
-    msg = to_message(CMD, app_id="manager", correlation_id="corr-1", reply_to="r", request_id="req-9",
-                     attempt=3, first_attempt_at=first)  # fmt: skip
+    msg = to_message(
+        CMD,
+        app_id="manager",
+        correlation_id="corr-1",
+        reply_to="r",
+        request_id="req-9",
+        attempt=3,
+        first_attempt_at=first,
+    )
     delivery = delivery_of(incoming(msg, redelivered=True))
     assert delivery.message_id == msg.message_id
     assert delivery.correlation_id == "corr-1"
