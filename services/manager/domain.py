@@ -62,14 +62,13 @@ class StoredToken:
 
 @dataclass(frozen=True)
 class CommandRecord:
-    """The outbox entry: a command recorded before publishing, marked when the broker confirmed it."""
+    """The outbox entry: recorded (with its message id) before publishing, marked once the broker confirmed."""
 
-    id: str
+    message_id: str
     type: str
     recorded_at: datetime
     published_at: datetime | None = None
-    message_id: str | None = None
-    attempts: int = 0
+    attempts: int = 1
 
 
 @dataclass(frozen=True)

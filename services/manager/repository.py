@@ -7,7 +7,7 @@ refresh lease are separate compare-and-set updates on their own fields so they n
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -24,7 +24,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def mongo_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def mongo_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Translate "the database cannot be reached" into :class:`StoreUnavailable` (HTTP 503, retryable)."""
 
     @functools.wraps(fn)
@@ -67,14 +67,12 @@ class ConnectionRepository(Protocol):
     async def get(self, connection_id: str) -> Connection | None: ...
     async def page(self, *, limit: int, after: str | None) -> list[Connection]: ...
     async def save(self, connection: Connection, *, expected_version: int) -> None: ...
-    async def mark_published(
-        self, connection_id: str, command_id: str, *, message_id: str, at: datetime
-    ) -> bool: ...
+    async def mark_published(self, connection_id: str, message_id: str, *, at: datetime) -> bool: ...
     async def due_commands(
         self, *, recorded_before: datetime, published_before: datetime, limit: int
     ) -> list[Connection]: ...
     async def claim_command(
-        self, connection_id: str, command_id: str, *, attempts: int, now: datetime
+        self, connection_id: str, message_id: str, *, new_message_id: str, now: datetime
     ) -> bool: ...
     async def acquire_refresh_lease(
         self, connection_id: str, *, holder: str, until: datetime, now: datetime
@@ -132,12 +130,10 @@ class MongoConnections:
             raise ConcurrentUpdate(f"connection {connection.id} changed since version {expected_version}")
 
     @mongo_errors
-    async def mark_published(
-        self, connection_id: str, command_id: str, *, message_id: str, at: datetime
-    ) -> bool:
+    async def mark_published(self, connection_id: str, message_id: str, *, at: datetime) -> bool:
         result = await self._col.update_one(
-            {"_id": connection_id, "command.id": command_id},
-            {"$set": {"command.message_id": message_id, "command.published_at": at}},
+            {"_id": connection_id, "command.message_id": message_id},
+            {"$set": {"command.published_at": at}},
         )
         return result.matched_count == 1
 
@@ -147,7 +143,7 @@ class MongoConnections:
     ) -> list[Connection]:
         query = {
             "status": {"$in": [ConnectionStatus.PENDING.value, ConnectionStatus.DELETING.value]},
-            "command.id": {"$exists": True},
+            "command.message_id": {"$exists": True},
             "$or": [
                 {"command.published_at": None, "command.recorded_at": {"$lt": recorded_before}},
                 {"command.published_at": {"$lt": published_before}},
@@ -158,12 +154,17 @@ class MongoConnections:
 
     @mongo_errors
     async def claim_command(
-        self, connection_id: str, command_id: str, *, attempts: int, now: datetime
+        self, connection_id: str, message_id: str, *, new_message_id: str, now: datetime
     ) -> bool:
+        # Every publish needs its own message id; the compare on the old one makes one sweeper win.
         result = await self._col.update_one(
-            {"_id": connection_id, "command.id": command_id, "command.attempts": attempts},
+            {"_id": connection_id, "command.message_id": message_id},
             {
-                "$set": {"command.recorded_at": now, "command.published_at": None},
+                "$set": {
+                    "command.message_id": new_message_id,
+                    "command.recorded_at": now,
+                    "command.published_at": None,
+                },
                 "$inc": {"command.attempts": 1},
             },
         )

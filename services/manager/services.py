@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from manager.domain import (
     ACCESS_TOKEN_FIELD,
@@ -29,6 +28,7 @@ from manager.errors import (
     InvalidTransition,
 )
 from manager.metrics import Metrics
+from manager.ports import Clock, CommandPublisher, utc_now_ms
 from manager.repository import ConnectionRepository, Integration, IntegrationRepository
 from shared.contracts import (
     CommandFailed,
@@ -45,40 +45,12 @@ from shared.sealing import Opener, SealingError
 
 log = get_logger("manager.services")
 
-Clock = Callable[[], datetime]
 _CAS_ATTEMPTS = 20
-
-
-def utc_now_ms() -> datetime:
-    """Now, in UTC, truncated to milliseconds (what BSON dates keep)."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def new_connection_id(now: datetime) -> str:
     """A sortable id: creation time in milliseconds, then 40 random bits."""
     return f"con_{int(now.timestamp() * 1000):012x}{secrets.token_hex(5)}"
-
-
-class CommandPublisher(Protocol):
-    """Confirmed publishing of commands (shared.amqp.Publisher)."""
-
-    async def send_command(
-        self,
-        command: Contract,
-        *,
-        reply_to: str,
-        correlation_id: str | None = None,
-        request_id: str | None = None,
-    ) -> str: ...
-
-
-class RpcCaller(Protocol):
-    """Request/reply with a deadline (shared.amqp.RpcClient)."""
-
-    async def call(
-        self, command: Contract, *, deadline: float, request_id: str | None = None
-    ) -> Contract: ...
 
 
 @dataclass(frozen=True)
@@ -155,13 +127,12 @@ class ConnectionService:
             recipient_key_id=self.opener.active_kid,
         )
 
-    async def _publish(self, conn: Connection, *, request_id: str | None) -> None:
+    async def _publish(self, conn: Connection, message_id: str, *, request_id: str | None) -> None:
         """Publish the recorded command; on failure leave it unpublished for the sweeper."""
-        assert conn.command is not None
         command = self._command_for(conn)
         try:
-            message_id = await self.publisher.send_command(
-                command, reply_to=self.replies_queue, request_id=request_id
+            await self.publisher.send_command(
+                command, reply_to=self.replies_queue, request_id=request_id, message_id=message_id
             )
         except Exception as exc:  # any broker trouble: the outbox record makes the sweeper try again
             self.metrics.commands_published.labels(command.message_type, "failed").inc()
@@ -175,12 +146,12 @@ class ConnectionService:
         self.metrics.commands_published.labels(command.message_type, "ok").inc()
         log.info("command published", connection_id=conn.id, command_id=message_id, type=command.message_type)
         try:
-            await self.repo.mark_published(conn.id, conn.command.id, message_id=message_id, at=self.clock())
+            await self.repo.mark_published(conn.id, message_id, at=self.clock())
         except Exception as exc:  # the command is out; at worst the sweeper publishes it once more
             log.warning("could not mark command published", connection_id=conn.id, error=type(exc).__name__)
 
     def _record(self, kind: str, now: datetime) -> CommandRecord:
-        return CommandRecord(id=uuid.uuid4().hex, type=kind, recorded_at=now)
+        return CommandRecord(message_id=str(uuid.uuid4()), type=kind, recorded_at=now)
 
     async def sweep_once(self, *, limit: int = 100) -> int:
         """Re-publish commands recorded but not published, or unanswered for too long; returns how many."""
@@ -191,12 +162,18 @@ class ConnectionService:
         sent = 0
         for conn in due:
             assert conn.command is not None
+            message_id = str(uuid.uuid4())
             if not await self.repo.claim_command(
-                conn.id, conn.command.id, attempts=conn.command.attempts, now=now
+                conn.id, conn.command.message_id, new_message_id=message_id, now=now
             ):
                 continue  # another replica's sweeper took it
-            log.info("sweeper re-publishing command", connection_id=conn.id, type=conn.command.type)
-            await self._publish(conn, request_id=None)
+            log.info(
+                "sweeper re-publishing command",
+                connection_id=conn.id,
+                type=conn.command.type,
+                attempt=conn.command.attempts + 1,
+            )
+            await self._publish(conn, message_id, request_id=None)
             self.metrics.sweeps.inc()
             sent += 1
         return sent
@@ -219,7 +196,8 @@ class ConnectionService:
         )
         await self.repo.add(conn)
         log.info("connection recorded", connection_id=conn.id, name=conn.name)
-        await self._publish(conn, request_id=request_id)
+        assert conn.command is not None
+        await self._publish(conn, conn.command.message_id, request_id=request_id)
         return conn
 
     async def get(self, connection_id: str) -> Connection:
@@ -253,8 +231,8 @@ class ConnectionService:
             return conn.begin_deletion(command=self._record(DeleteConnection.message_type, now), now=now)
 
         conn, changed = await update_with_cas(self.repo, connection_id, change)
-        if changed:
-            await self._publish(conn, request_id=request_id)
+        if changed and conn.command is not None:
+            await self._publish(conn, conn.command.message_id, request_id=request_id)
         return conn
 
     async def associate(self, integration: str, connection_id: str) -> Integration:

@@ -21,7 +21,8 @@ from manager.errors import (
     ConnectionNotActive,
     TokenRefreshFailed,
 )
-from manager.services import Clock, ConnectionService, RpcCaller, update_with_cas, utc_now_ms
+from manager.ports import Clock, RpcCaller, utc_now_ms
+from manager.services import ConnectionService, update_with_cas
 from shared.contracts import RETRYABLE_CODES, CommandFailed, ConnectionTokenRefreshed, RefreshConnectionToken
 from shared.errors import RetryableError
 from shared.logging import get_logger

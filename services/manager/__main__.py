@@ -1,0 +1,139 @@
+"""``python -m manager``: serve (default), ``api-keys create|revoke|list``, ``rotate-keys``.
+
+Bad configuration stops the process with one line on stderr and exit status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+
+from manager.apikeys import MongoApiKeys, Scope, create_api_key, revoke_api_key
+from manager.ports import utc_now_ms
+from manager.repository import MongoConnections, ensure_indexes
+from manager.rotation import rotate_keys
+from manager.settings import ManagerSettings
+from shared.errors import SfconnectError
+from shared.logging import configure_logging
+from shared.settings import describe_validation_error
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m manager", description="sfconnect Manager")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the HTTP API, the replies consumer and the sweeper (default)")
+    keys = sub.add_parser("api-keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    create = keys.add_parser("create", help="create a key and print it once")
+    create.add_argument("--scope", action="append", required=True, choices=[s.value for s in Scope])
+    create.add_argument("--name", required=True)
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    keys.add_parser("list", help="list keys (never the keys themselves)")
+    rotate = sub.add_parser("rotate-keys", help="re-encrypt stored tokens with the first ENCRYPTION_KEYS key")
+    rotate.add_argument("--batch-size", type=int, default=100)
+    return parser
+
+
+@asynccontextmanager
+async def _database(settings: ManagerSettings) -> AsyncIterator[AsyncDatabase[Any]]:
+    from manager.app import _mongo_client
+
+    client = _mongo_client(settings)
+    try:
+        db = client[settings.mongodb_database]
+        await ensure_indexes(db)
+        yield db
+    finally:
+        await client.close()
+
+
+async def _api_keys(settings: ManagerSettings, args: argparse.Namespace) -> int:
+    async with _database(settings) as db:
+        repo = MongoApiKeys(db)
+        if args.action == "create":
+            record, plaintext = await create_api_key(
+                repo, name=args.name, scopes=args.scope, now=utc_now_ms()
+            )
+            print(plaintext)
+            print(
+                f"created API key {record.id} ({record.name}) with scopes {' '.join(sorted(record.scopes))}; "
+                "it is shown only this once",
+                file=sys.stderr,
+            )
+        elif args.action == "revoke":
+            await revoke_api_key(repo, args.key_id, now=utc_now_ms())
+            print(f"revoked API key {args.key_id}", file=sys.stderr)
+        else:
+            for key in await repo.all():
+                revoked = key.revoked_at.isoformat() if key.revoked_at else "-"
+                print(
+                    f"{key.id}\t{key.name}\t{','.join(sorted(key.scopes))}\t{key.created_at.isoformat()}\t{revoked}"
+                )
+    return 0
+
+
+async def _rotate(settings: ManagerSettings, batch_size: int) -> int:
+    async with _database(settings) as db:
+        report = await rotate_keys(MongoConnections(db), settings.keyring(), batch_size=batch_size)
+    print(
+        f"rotated {report.rotated} token(s) to key {settings.keyring().active_kid}; "
+        f"{report.failed} unreadable; {report.passes} pass(es)",
+        file=sys.stderr,
+    )
+    return 0 if report.complete else 1
+
+
+def _serve(settings: ManagerSettings) -> int:
+    from aiohttp import web
+
+    from manager.app import build_app
+
+    # run_app turns SIGTERM/SIGINT into a graceful exit: stop accepting, finish requests, run cleanup_ctx.
+    web.run_app(
+        build_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        shutdown_timeout=15,
+        print=None,
+        access_log=None,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = ManagerSettings()  # type: ignore[call-arg]  # values come from the environment
+    except ValidationError as exc:
+        print(describe_validation_error(exc), file=sys.stderr)
+        return 2
+    serving = args.command in (None, "serve")
+    configure_logging(
+        settings.service_name,
+        settings.log_level,
+        json=settings.log_json,
+        stream=None if serving else sys.stderr,
+    )
+    try:
+        if serving:
+            return _serve(settings)
+        if args.command == "api-keys":
+            return asyncio.run(_api_keys(settings, args))
+        return asyncio.run(_rotate(settings, args.batch_size))
+    except SfconnectError as exc:
+        print(f"manager: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except (OSError, ConnectionError) as exc:
+        print(f"manager: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""HTTP views: parse, call one use case, map the result. Errors are left to the error middleware."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from manager.http.problems import InvalidJson, InvalidParameter, RequestValidationFailed, UnsupportedMediaType
+from manager.http.schemas import (
+    SLUG,
+    AssociateIntegrationRequest,
+    ConnectionOut,
+    ConnectionPage,
+    CreateConnectionRequest,
+    Health,
+    IntegrationOut,
+    ListConnectionsQuery,
+    TokenOut,
+    TokenQuery,
+)
+from manager.http.state import COMPONENTS, METRICS, PRINCIPAL, REQUEST_ID
+from manager.idempotency import StoredResponse, fingerprint, run_once, scoped_key
+from manager.services import NewConnection
+from shared.contracts.base import CONNECTION_ID
+
+M = TypeVar("M", bound=BaseModel)
+IDEMPOTENCY_STALE_AFTER = timedelta(seconds=60)
+_SLUG_RE = re.compile(SLUG)
+
+
+def _json(model: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(model.model_dump(mode="json"), status=status, headers=headers)
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    """The JSON body validated against ``model`` (415 / 400 / 413 / 422 on bad input)."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("the request body must be application/json")
+    raw = await request.read()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidJson("the request body is not valid UTF-8 JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidJson("the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationFailed("request body", exc) from None
+
+
+def read_query(request: web.Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise RequestValidationFailed("query", exc) from None
+
+
+def connection_id_of(request: web.Request) -> str:
+    value = request.match_info["connection_id"]
+    if not CONNECTION_ID.match(value):
+        raise InvalidParameter("the connection id has an invalid shape")
+    return value
+
+
+def integration_name_of(request: web.Request) -> str:
+    value = request.match_info["name"]
+    if not _SLUG_RE.match(value):
+        raise InvalidParameter("the integration name must be a slug (lower-case letters, digits, '-')")
+    return value
+
+
+def _encode_cursor(last_id: str | None) -> str | None:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=") if last_id else None
+
+
+def _decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidParameter("the cursor is not one this API gave out") from None
+    if not CONNECTION_ID.match(value):
+        raise InvalidParameter("the cursor is not one this API gave out")
+    return value
+
+
+async def create_connection(request: web.Request) -> web.Response:
+    """POST /v1/connections → 202 with the pending connection (Idempotency-Key honoured)."""
+    c = request.app[COMPONENTS]
+    body = await read_body(request, CreateConnectionRequest)
+    new = NewConnection(
+        name=body.name,
+        org_id=body.org_id,
+        salesforce_username=body.salesforce_username,
+        admin_email=str(body.admin_email),
+        label=body.label or body.name,
+        app_kind=body.app_kind.value,
+    )
+
+    ran = False
+
+    async def action() -> StoredResponse:
+        nonlocal ran
+        ran = True
+        conn = await c.connections.create(new, request_id=request[REQUEST_ID])
+        return StoredResponse(202, ConnectionOut.of(conn).model_dump(mode="json"))
+
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        response = await action()
+    else:
+        response = await run_once(
+            c.idempotency,
+            scoped_key(request[PRINCIPAL].id, key),
+            body_fingerprint=fingerprint(body.model_dump(mode="json")),
+            now=c.connections.clock(),
+            stale_after=IDEMPOTENCY_STALE_AFTER,
+            action=action,
+        )
+    headers = {"Location": f"/v1/connections/{response.body['id']}"}
+    if not ran:
+        headers["Idempotent-Replayed"] = "true"
+    return web.json_response(response.body, status=response.status, headers=headers)
+
+
+async def list_connections(request: web.Request) -> web.Response:
+    """GET /v1/connections?limit=&cursor= → one page in creation order."""
+    c = request.app[COMPONENTS]
+    query = read_query(request, ListConnectionsQuery)
+    items, last = await c.connections.page(limit=query.limit, after=_decode_cursor(query.cursor))
+    return _json(ConnectionPage(items=[ConnectionOut.of(i) for i in items], next_cursor=_encode_cursor(last)))
+
+
+async def get_connection(request: web.Request) -> web.Response:
+    """GET /v1/connections/{id}."""
+    conn = await request.app[COMPONENTS].connections.get(connection_id_of(request))
+    return _json(ConnectionOut.of(conn))
+
+
+async def delete_connection(request: web.Request) -> web.Response:
+    """DELETE /v1/connections/{id} → 202 (deleting; deleted once the Builder confirms)."""
+    conn = await request.app[COMPONENTS].connections.delete(
+        connection_id_of(request), request_id=request[REQUEST_ID]
+    )
+    return _json(ConnectionOut.of(conn), status=202)
+
+
+async def associate_integration(request: web.Request) -> web.Response:
+    """PUT /v1/integrations/{name}/connection."""
+    name = integration_name_of(request)
+    body = await read_body(request, AssociateIntegrationRequest)
+    integration = await request.app[COMPONENTS].connections.associate(name, body.connection_id)
+    return _json(IntegrationOut.of(integration))
+
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+async def connection_token(request: web.Request) -> web.Response:
+    """GET /v1/connections/{id}/token[?force_refresh=true]."""
+    query = read_query(request, TokenQuery)
+    token = await request.app[COMPONENTS].tokens.for_connection(
+        connection_id_of(request), force_refresh=query.force_refresh, request_id=request[REQUEST_ID]
+    )
+    return _json(TokenOut.of(token), headers=_NO_STORE)
+
+
+async def integration_token(request: web.Request) -> web.Response:
+    """GET /v1/integrations/{name}/token[?force_refresh=true]."""
+    query = read_query(request, TokenQuery)
+    token = await request.app[COMPONENTS].tokens.for_integration(
+        integration_name_of(request), force_refresh=query.force_refresh, request_id=request[REQUEST_ID]
+    )
+    return _json(TokenOut.of(token), headers=_NO_STORE)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return _json(Health(status="ok"))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the broker and the database both answer (503 otherwise)."""
+    checks: dict[str, Any] = {}
+    for name, check in request.app[COMPONENTS].checks.items():
+        try:
+            checks[name] = "up" if await check() else "down"
+        except Exception:
+            checks[name] = "down"
+    ready = all(v == "up" for v in checks.values())
+    return _json(
+        Health(status="ready" if ready else "not_ready", checks=checks), status=200 if ready else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition."""
+    body, content_type = request.app[METRICS].render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this API."""
+    from manager.http.openapi import openapi_document
+
+    return web.json_response(openapi_document())
