@@ -78,8 +78,8 @@ class Topology:
         """The per-replica reply queue for synchronous waits."""
         return f"{self.prefix}manager.rpc.{instance_id}"
 
-    def retry_queue(self, seconds: int) -> str:
-        """The delay-tier queue (and its fanout exchange, of the same name)."""
+    def retry_queue(self, seconds: int | str) -> str:
+        """The delay-tier queue (and its fanout exchange, of the same name); a str makes a name template."""
         return f"{self.prefix}sfconnect.retry.{seconds}"
 
     def retry_exchange(self, seconds: int) -> str:
