@@ -185,9 +185,8 @@ class MetadataApi:
             raise SalesforceUnavailable(f"Metadata API {action} answered without a SOAP body")
         fault = body.find(f"{{{SOAPENV}}}Fault")
         if fault is not None:
-            raise soap_fault(
-                fault.findtext("faultcode") or "", fault.findtext("faultstring") or "", operation=action
-            )
+            parts = {_local(c): (c.text or "") for c in fault if isinstance(c.tag, str)}
+            raise soap_fault(parts.get("faultcode", ""), parts.get("faultstring", ""), operation=action)
         if resp.status >= 400:
             raise SalesforceUnavailable(f"Metadata API {action} answered HTTP {resp.status}")
         return body
