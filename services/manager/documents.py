@@ -28,6 +28,7 @@ def connection_to_doc(c: Connection) -> dict[str, Any]:
         "error": asdict(c.error) if c.error else None,
         "command": asdict(c.command) if c.command else None,
         "refreshed_at": c.refreshed_at,
+        "token_generation": c.token_generation,
     }
     if c.status is not ConnectionStatus.DELETED:
         doc["name_key"] = c.name
@@ -55,4 +56,5 @@ def connection_from_doc(doc: dict[str, Any]) -> Connection:
         error=ErrorInfo(**error) if error else None,
         command=CommandRecord(**command) if command else None,
         refreshed_at=doc.get("refreshed_at"),
+        token_generation=doc.get("token_generation", 0),
     )

@@ -92,6 +92,7 @@ class Connection:
     error: ErrorInfo | None = None
     command: CommandRecord | None = None
     refreshed_at: datetime | None = None
+    token_generation: int = 0
 
     @classmethod
     def new(
@@ -131,7 +132,13 @@ class Connection:
     def activate(self, *, app: AppInfo, instance_url: str, token: StoredToken, now: datetime) -> Connection:
         """pending → active with the app and the first token."""
         return self._to(
-            ConnectionStatus.ACTIVE, now, app=app, instance_url=instance_url, token=token, command=None
+            ConnectionStatus.ACTIVE,
+            now,
+            app=app,
+            instance_url=instance_url,
+            token=token,
+            command=None,
+            token_generation=self.token_generation + 1,
         )
 
     def fail(self, *, code: str, message: str, now: datetime) -> Connection:
@@ -177,6 +184,7 @@ class Connection:
             token=token,
             instance_url=instance_url,
             refreshed_at=now,
+            token_generation=self.token_generation + 1,
         )
 
     def token_is_stale(self, *, now: datetime, lifetime: timedelta) -> bool:

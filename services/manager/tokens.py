@@ -111,8 +111,7 @@ class TokenService:
     async def _coalesced(self, conn: Connection, request_id: str | None) -> Connection:
         task = self._inflight.get(conn.id)
         if task is None:
-            assert conn.token is not None
-            task = asyncio.create_task(self._refresh(conn.id, conn.token.stored_at, request_id))
+            task = asyncio.create_task(self._refresh(conn.id, conn.token_generation, request_id))
             self._inflight[conn.id] = task
             task.add_done_callback(lambda t, cid=conn.id: self._forget(cid, t))  # type: ignore[misc]
         else:
@@ -126,13 +125,12 @@ class TokenService:
         if not task.cancelled():
             task.exception()  # retrieved here so an error nobody awaited is not reported as lost
 
-    async def _refresh(self, connection_id: str, baseline: datetime, request_id: str | None) -> Connection:
+    async def _refresh(self, connection_id: str, baseline: int, request_id: str | None) -> Connection:
         """Refresh once across replicas: take the lease and call the Builder, or wait for who has it."""
         deadline = self.monotonic() + self.rpc_deadline
         while True:
             conn = self._require_active(await self.connections.get(connection_id))
-            assert conn.token is not None
-            if conn.token.stored_at > baseline:
+            if conn.token_generation > baseline:
                 self.connections.metrics.refreshes.labels("coalesced").inc()
                 return conn  # another replica refreshed it
             remaining = deadline - self.monotonic()
@@ -155,10 +153,10 @@ class TokenService:
             await self.sleep(self.poll_interval)
 
     async def _refresh_with_builder(
-        self, connection_id: str, baseline: datetime, deadline: float, request_id: str | None
+        self, connection_id: str, baseline: int, deadline: float, request_id: str | None
     ) -> Connection:
         current = self._require_active(await self.connections.get(connection_id))
-        if current.token is not None and current.token.stored_at > baseline:
+        if current.token_generation > baseline:
             return current  # refreshed between our read and our lease
         command = RefreshConnectionToken(
             connection_id=connection_id, recipient_key_id=self.connections.opener.active_kid

@@ -1,0 +1,423 @@
+"""Hand-written fakes of the Manager's own ports (in-memory, same compare-and-set rules as MongoDB)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from manager.apikeys import ApiKey
+from manager.documents import connection_from_doc, connection_to_doc
+from manager.domain import Connection, ConnectionStatus
+from manager.errors import ConcurrentUpdate, NameTaken, StoreUnavailable
+from manager.idempotency import IdempotencyRecord, StoredResponse
+from manager.repository import Integration, RotationItem
+
+from shared.contracts import Contract
+from shared.crypto import Keyring, generate_key
+from shared.sealing import Opener, Sealer, generate_recipient_key
+
+
+class FakeClock:
+    """A settable UTC clock (milliseconds, like BSON)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Outage:
+    """Shared switch: while ``down`` every fake store raises StoreUnavailable."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def check(self) -> None:
+        if self.down:
+            raise StoreUnavailable("database unavailable (fake outage)", retry_after=5)
+
+
+class FakeConnections:
+    """Connections kept as stored documents, so mapping bugs show up here too."""
+
+    def __init__(self, outage: Outage | None = None) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.outage = outage or Outage()
+        self.saves = 0
+
+    async def add(self, connection: Connection) -> None:
+        self.outage.check()
+        doc = connection_to_doc(connection)
+        if any(d.get("name_key") == doc.get("name_key") for d in self.docs.values()):
+            raise NameTaken(f"a connection named {connection.name!r} already exists")
+        self.docs[connection.id] = doc
+
+    async def get(self, connection_id: str) -> Connection | None:
+        self.outage.check()
+        doc = self.docs.get(connection_id)
+        return connection_from_doc(doc) if doc else None
+
+    async def page(self, *, limit: int, after: str | None) -> list[Connection]:
+        self.outage.check()
+        ids = sorted(i for i in self.docs if after is None or i > after)[:limit]
+        return [connection_from_doc(self.docs[i]) for i in ids]
+
+    async def save(self, connection: Connection, *, expected_version: int) -> None:
+        self.outage.check()
+        doc = self.docs.get(connection.id)
+        if doc is None or doc["version"] != expected_version:
+            raise ConcurrentUpdate(f"connection {connection.id} changed")
+        new = connection_to_doc(connection)
+        for kept in ("refresh_lease",):
+            if kept in doc:
+                new[kept] = doc[kept]
+        if connection.status is ConnectionStatus.DELETED:
+            new.pop("name_key", None)
+        self.docs[connection.id] = new
+        self.saves += 1
+
+    async def mark_published(self, connection_id: str, message_id: str, *, at: datetime) -> bool:
+        self.outage.check()
+        doc = self.docs.get(connection_id)
+        if doc and doc.get("command") and doc["command"]["message_id"] == message_id:
+            doc["command"]["published_at"] = at
+            return True
+        return False
+
+    async def due_commands(
+        self, *, recorded_before: datetime, published_before: datetime, limit: int
+    ) -> list[Connection]:
+        self.outage.check()
+        out = []
+        for i in sorted(self.docs):
+            d = self.docs[i]
+            c = d.get("command")
+            if d["status"] not in ("pending", "deleting") or not c:
+                continue
+            if (c["published_at"] is None and c["recorded_at"] < recorded_before) or (
+                c["published_at"] is not None and c["published_at"] < published_before
+            ):
+                out.append(connection_from_doc(d))
+        return out[:limit]
+
+    async def claim_command(
+        self, connection_id: str, message_id: str, *, new_message_id: str, now: datetime
+    ) -> bool:
+        self.outage.check()
+        d = self.docs.get(connection_id)
+        if not d or not d.get("command") or d["command"]["message_id"] != message_id:
+            return False
+        c = d["command"]
+        c.update(message_id=new_message_id, recorded_at=now, published_at=None, attempts=c["attempts"] + 1)
+        return True
+
+    async def acquire_refresh_lease(
+        self, connection_id: str, *, holder: str, until: datetime, now: datetime
+    ) -> bool:
+        self.outage.check()
+        d = self.docs.get(connection_id)
+        if not d or d["status"] != "active":
+            return False
+        lease = d.get("refresh_lease")
+        if lease is not None and lease["until"] >= now:
+            return False
+        d["refresh_lease"] = {"holder": holder, "until": until, "since": now}
+        return True
+
+    async def release_refresh_lease(self, connection_id: str, *, holder: str) -> None:
+        self.outage.check()
+        d = self.docs.get(connection_id)
+        if d and d.get("refresh_lease") and d["refresh_lease"]["holder"] == holder:
+            d["refresh_lease"] = None
+
+    async def tokens_to_rotate(self, *, active_kid: str, after: str | None, limit: int) -> list[RotationItem]:
+        self.outage.check()
+        out = []
+        for i in sorted(self.docs):
+            d = self.docs[i]
+            token = d.get("token")
+            if (
+                (after is None or i > after)
+                and token
+                and not token["ciphertext"].startswith(f"v1.{active_kid}.")
+            ):
+                out.append(RotationItem(i, d["version"], token["ciphertext"]))
+        return out[:limit]
+
+    async def replace_ciphertext(self, item: RotationItem, new_ciphertext: str) -> bool:
+        self.outage.check()
+        d = self.docs.get(item.connection_id)
+        if not d or d["version"] != item.version or not d.get("token"):
+            return False
+        if d["token"]["ciphertext"] != item.ciphertext:
+            return False
+        d["token"]["ciphertext"] = new_ciphertext
+        d["version"] += 1
+        return True
+
+
+class FakeIntegrations:
+    def __init__(self, outage: Outage | None = None) -> None:
+        self.items: dict[str, Integration] = {}
+        self.outage = outage or Outage()
+
+    async def associate(self, name: str, connection_id: str, *, now: datetime) -> Integration:
+        self.outage.check()
+        old = self.items.get(name)
+        self.items[name] = Integration(name, connection_id, old.created_at if old else now, now)
+        return self.items[name]
+
+    async def get(self, name: str) -> Integration | None:
+        self.outage.check()
+        return self.items.get(name)
+
+
+class FakeApiKeys:
+    def __init__(self, outage: Outage | None = None) -> None:
+        self.by_id: dict[str, tuple[ApiKey, str]] = {}
+        self.outage = outage or Outage()
+        self.lookups = 0
+
+    async def add(self, key: ApiKey, *, digest: str) -> None:
+        self.outage.check()
+        self.by_id[key.id] = (key, digest)
+
+    async def find_by_digest(self, digest: str) -> tuple[ApiKey, str] | None:
+        self.outage.check()
+        self.lookups += 1
+        return next(((k, d) for k, d in self.by_id.values() if d == digest), None)
+
+    async def revoke(self, key_id: str, *, now: datetime) -> bool:
+        self.outage.check()
+        found = self.by_id.get(key_id)
+        if found is None or found[0].revoked_at is not None:
+            return False
+        self.by_id[key_id] = (dataclasses.replace(found[0], revoked_at=now), found[1])
+        return True
+
+    async def all(self) -> list[ApiKey]:
+        return [k for k, _ in self.by_id.values()]
+
+
+class FakeIdempotency:
+    def __init__(self, outage: Outage | None = None) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.outage = outage or Outage()
+
+    async def begin(
+        self, key: str, *, fingerprint: str, now: datetime, stale_before: datetime
+    ) -> IdempotencyRecord | None:
+        self.outage.check()
+        rec = self.records.get(key)
+        if rec is None or (rec["response"] is None and rec["created_at"] < stale_before):
+            self.records[key] = {"fingerprint": fingerprint, "response": None, "created_at": now}
+            return None
+        return IdempotencyRecord(rec["fingerprint"], rec["response"])
+
+    async def complete(self, key: str, response: StoredResponse) -> None:
+        self.outage.check()
+        self.records[key]["response"] = response
+
+    async def abandon(self, key: str) -> None:
+        rec = self.records.get(key)
+        if rec is not None and rec["response"] is None:
+            del self.records[key]
+
+
+@dataclasses.dataclass
+class Sent:
+    command: Contract
+    reply_to: str
+    message_id: str | None
+    request_id: str | None
+
+
+class FakePublisher:
+    """Records commands; ``fail_with`` makes the next publishes raise."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+        self.fail_with: Exception | None = None
+
+    async def send_command(
+        self,
+        command: Contract,
+        *,
+        reply_to: str,
+        correlation_id: str | None = None,
+        request_id: str | None = None,
+        message_id: str | None = None,
+    ) -> str:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent.append(Sent(command, reply_to, message_id, request_id))
+        return message_id or f"m{len(self.sent)}"
+
+
+class FakeRpc:
+    """Answers each call with ``answer(command)`` after ``delay`` seconds; counts calls."""
+
+    def __init__(self, answer: Callable[[Any], Awaitable[Contract]], delay: float = 0.0) -> None:
+        self.answer = answer
+        self.delay = delay
+        self.calls: list[Contract] = []
+        self.deadlines: list[float] = []
+
+    async def call(self, command: Contract, *, deadline: float, request_id: str | None = None) -> Contract:
+        self.calls.append(command)
+        self.deadlines.append(deadline)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return await self.answer(command)
+
+
+@dataclasses.dataclass(frozen=True)
+class Keys:
+    """A keyring, the Manager's opener and the Builder's sealer that matches it."""
+
+    keyring: Keyring
+    opener: Opener
+    sealer: Sealer
+    encryption_entry: str
+    private_entry: str
+
+
+def make_keys(kid: str = "k1", recipient: str = "r1") -> Keys:
+    enc = f"{kid}:{generate_key()}"
+    private, public = generate_recipient_key(recipient)
+    return Keys(Keyring.parse(enc), Opener.parse(private), Sealer.parse(public), enc, private)
+
+
+# -- assembling the use cases over the fakes ----------------------------------------------------------
+
+REPLIES_QUEUE = "t.manager.replies"
+ORG_ID = "00D000000000001EAA"
+SAMPLE_TOKEN = "00D000000000001!AQ4AQFakeAccessTokenValue.0123456789abcdef"
+
+
+@dataclasses.dataclass
+class World:
+    """The use cases wired to fakes, plus the fakes for assertions."""
+
+    connections: Any
+    tokens: Any
+    repo: FakeConnections
+    integrations: FakeIntegrations
+    publisher: FakePublisher
+    rpc: FakeRpc
+    keys: Keys
+    clock: FakeClock
+    metrics: Any
+
+
+def make_world(
+    *,
+    rpc_answer: Callable[[Any], Awaitable[Contract]] | None = None,
+    rpc_delay: float = 0.0,
+    repo: FakeConnections | None = None,
+    keys: Keys | None = None,
+    clock: FakeClock | None = None,
+    instance_id: str = "mgr-1",
+    rpc_deadline: float = 2.0,
+    min_refresh_interval: float = 5.0,
+) -> World:
+    from manager.metrics import Metrics
+    from manager.services import ConnectionService
+    from manager.tokens import TokenService
+
+    keys = keys or make_keys()
+    clock = clock or FakeClock()
+    repo = repo or FakeConnections()
+    integrations = FakeIntegrations(repo.outage)
+    publisher = FakePublisher()
+    metrics = Metrics()
+    service = ConnectionService(
+        repo=repo,
+        integrations=integrations,
+        publisher=publisher,
+        keyring=keys.keyring,
+        opener=keys.opener,
+        replies_queue=REPLIES_QUEUE,
+        metrics=metrics,
+        publish_grace=timedelta(seconds=10),
+        republish_after=timedelta(seconds=120),
+        clock=clock,
+    )
+
+    async def default_answer(command: Any) -> Contract:
+        return refreshed_reply(command.connection_id, keys.sealer, clock(), token=SAMPLE_TOKEN + "R")
+
+    rpc = FakeRpc(rpc_answer or default_answer, delay=rpc_delay)
+    tokens = TokenService(
+        connections=service,
+        rpc=rpc,
+        instance_id=instance_id,
+        token_lifetime=timedelta(seconds=3600),
+        rpc_deadline=rpc_deadline,
+        min_refresh_interval=timedelta(seconds=min_refresh_interval),
+        poll_interval=0.01,
+        clock=clock,
+    )
+    return World(service, tokens, repo, integrations, publisher, rpc, keys, clock, metrics)
+
+
+def new_connection(name: str = "acme-prod") -> Any:
+    from manager.services import NewConnection
+
+    return NewConnection(
+        name=name,
+        org_id=ORG_ID,
+        salesforce_username="integration@acme.com",
+        admin_email="admin@acme.com",
+        label="Acme production",
+        app_kind="auto",
+    )
+
+
+def created_reply(
+    connection_id: str, sealer: Sealer, issued_at: datetime, *, token: str = SAMPLE_TOKEN
+) -> Any:
+    from shared.contracts import AppSummary, ConnectionCreated, SealedToken
+
+    sealed = sealer.seal(
+        token, key_id="r1", connection_id=connection_id, message_type=ConnectionCreated.message_type
+    )
+    return ConnectionCreated(
+        connection_id=connection_id,
+        app=AppSummary(
+            kind="external_client_app", full_name="SFC_" + connection_id[-8:], consumer_key="3MVG9" + "x" * 20
+        ),
+        instance_url="https://acme.my.salesforce.com",
+        issued_at=issued_at,
+        sealed_token=SealedToken(key_id="r1", ciphertext=sealed),
+    )
+
+
+def refreshed_reply(connection_id: str, sealer: Sealer, issued_at: datetime, *, token: str) -> Any:
+    from shared.contracts import ConnectionTokenRefreshed, SealedToken
+
+    sealed = sealer.seal(
+        token, key_id="r1", connection_id=connection_id, message_type=ConnectionTokenRefreshed.message_type
+    )
+    return ConnectionTokenRefreshed(
+        connection_id=connection_id,
+        instance_url="https://acme.my.salesforce.com",
+        issued_at=issued_at,
+        sealed_token=SealedToken(key_id="r1", ciphertext=sealed),
+    )
+
+
+async def active_connection(world: World, name: str = "acme-prod") -> Connection:
+    """Create a connection and apply a ConnectionCreated reply to it."""
+    conn = await world.connections.create(new_connection(name))
+    await world.connections.record_reply(created_reply(conn.id, world.keys.sealer, world.clock()))
+    got = await world.repo.get(conn.id)
+    assert got is not None and got.status is ConnectionStatus.ACTIVE
+    return got
