@@ -18,8 +18,9 @@ Public API (both services use only these names):
   dead-letter rules.
 - ``RpcClient(connection, topology, publisher, *, instance_id)`` — ``start()``, ``close()``,
   ``call(cmd, *, deadline, request_id=None) -> Contract``; raises ``RpcTimeout`` / ``RpcConnectionLost``.
-- ``Delivery`` — what a handler learns about the message besides its body; ``to_message`` /
-  ``delivery_of`` / ``decode_message`` map contracts to and from AMQP messages.
+- ``Delivery`` — what a handler learns about the message besides its body; ``command_message`` /
+  ``reply_message`` / ``to_message`` build the AMQP message of a contract (what the publisher sends),
+  ``delivery_of`` / ``decode_message`` read one back.
 
 Every error here is a ``shared.errors.RetryableError``.
 """
@@ -42,8 +43,10 @@ from shared.amqp.message import (
     H_REASON,
     H_REQUEST_ID,
     Delivery,
+    command_message,
     decode_message,
     delivery_of,
+    reply_message,
     to_message,
 )
 from shared.amqp.publisher import Publisher
@@ -71,8 +74,10 @@ __all__ = [
     "RpcTimeout",
     "Topology",
     "Unroutable",
+    "command_message",
     "connect",
     "decode_message",
     "delivery_of",
+    "reply_message",
     "to_message",
 ]

@@ -85,6 +85,34 @@ def to_message(
     )
 
 
+def command_message(
+    command: Contract,
+    *,
+    app_id: str,
+    reply_to: str,
+    correlation_id: str | None = None,
+    request_id: str | None = None,
+    message_id: str | None = None,
+) -> aio_pika.Message:
+    """A command as the Manager publishes it: ``correlation_id`` defaults to its own ``message_id``."""
+    mid = message_id or new_message_id()
+    return to_message(
+        command,
+        app_id=app_id,
+        message_id=mid,
+        correlation_id=correlation_id or mid,
+        reply_to=reply_to,
+        request_id=request_id,
+    )
+
+
+def reply_message(
+    reply: Contract, *, app_id: str, correlation_id: str | None, request_id: str | None = None
+) -> aio_pika.Message:
+    """A reply as the Builder publishes it, carrying the command's ``correlation_id``."""
+    return to_message(reply, app_id=app_id, correlation_id=correlation_id, request_id=request_id)
+
+
 @dataclass(frozen=True)
 class Delivery:
     """What a handler learns about a message besides its body."""

@@ -17,7 +17,7 @@ import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractRobustChannel, AbstractRobustConnection
 
 from shared.amqp.errors import BrokerUnavailable, PublishRejected, PublishTimeout, Unroutable
-from shared.amqp.message import new_message_id, to_message
+from shared.amqp.message import command_message, reply_message
 from shared.amqp.topology import Topology
 from shared.contracts import Contract
 from shared.logging import get_logger
@@ -116,15 +116,15 @@ class Publisher:
         deadline: float | None = None,
     ) -> str:
         """Publish a command to the commands exchange; returns its ``message_id`` (= ``correlation_id`` by default)."""
-        mid = message_id or new_message_id()
-        message = to_message(
+        message = command_message(
             command,
             app_id=self.app_id,
-            message_id=mid,
-            correlation_id=correlation_id or mid,
             reply_to=reply_to,
+            correlation_id=correlation_id,
             request_id=request_id,
+            message_id=message_id,
         )
+        mid = str(message.message_id)
         await self.publish(
             message,
             exchange=self.topology.commands_exchange,
@@ -144,6 +144,6 @@ class Publisher:
         deadline: float | None = None,
     ) -> str:
         """Publish a reply to the queue named by ``reply_to`` (default exchange); returns its ``message_id``."""
-        message = to_message(reply, app_id=self.app_id, correlation_id=correlation_id, request_id=request_id)
+        message = reply_message(reply, app_id=self.app_id, correlation_id=correlation_id, request_id=request_id)
         await self.publish(message, exchange="", routing_key=reply_to, deadline=deadline)
         return str(message.message_id)
