@@ -49,5 +49,18 @@ fmt: install ## format and fix what ruff can
 contracts: install ## regenerate contracts/asyncapi.yaml from shared/contracts
 	$(PY) -m shared.contracts.asyncapi > contracts/asyncapi.yaml
 
+demo: install ## the whole flow on the embedded default (local RabbitMQ, SecantusDB, simulator, Builder, Manager)
+	$(PY) -m devtools.demo
+
+run: install ## leave the embedded default stack running; prints its URLs and a ready API key
+	$(PY) -m devtools.run
+
+up: ## the compose stack (needs a Docker engine); generates .env on first use
+	@test -f .env || $(PY) -m deploy.gen_env > .env
+	docker compose up -d --wait
+
+bench: install ## benchmarks (minutes); writes bench/results/latest.json and a summary
+	$(PY) -m bench
+
 clean: ## remove the virtual environments and caches
 	rm -rf .venv .venv-tools .pytest_cache .mypy_cache .ruff_cache .run

@@ -27,6 +27,7 @@ from shared.crypto import generate_key
 from shared.sealing import generate_recipient_key
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/?reconnect_interval=1"
+DEMO_USERNAME = "o'brien+erp&sync@acme.example"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -199,29 +200,44 @@ class Stack:
         proc.start()
         proc.wait_ready(60)
 
-    def sim_config(self) -> dict[str, Any]:
+    def sim_config(self, builder_ports: list[int]) -> dict[str, Any]:
+        """The simulator's state file: the Builder's client app and one org with a few users."""
         return {
+            "auto_approve": True,
+            "base_url": self.sim_url,
             "builder_app": {
                 "client_id": self.builder_client_id,
                 "client_secret": self.builder_client_secret,
-                "callback_urls": ["http://127.0.0.1:{builder_port}/v1/salesforce/callback"],
+                "callback_urls": [f"http://127.0.0.1:{p}/v1/salesforce/callback" for p in builder_ports],
             },
-            "auto_approve": True,
             "orgs": [
                 {
                     "key": self.org_key,
-                    "latency_ms": self.sim_latency_ms,
-                    "propagation_delay_seconds": self.sim_propagation_delay_s,
+                    "name": "Acme Corporation",
+                    "knobs": {
+                        "latency_ms": self.sim_latency_ms,
+                        "propagation_delay_seconds": self.sim_propagation_delay_s,
+                    },
+                    "users": [
+                        {
+                            "username": "admin@acme.example",
+                            "name": "Ada Admin",
+                            "profile": "System Administrator",
+                        },
+                        {"username": DEMO_USERNAME, "name": "Integration User"},
+                        {
+                            "username": "former.employee@acme.example",
+                            "name": "Former Employee",
+                            "active": False,
+                        },
+                    ],
                 }
             ],
         }
 
     def start_simulator(self, builder_ports: list[int]) -> None:
         self.sim_port = self.sim_port or free_port()
-        config = self.sim_config()
-        config["builder_app"]["callback_urls"] = [
-            f"http://127.0.0.1:{p}/v1/salesforce/callback" for p in builder_ports
-        ]
+        config = self.sim_config(builder_ports)
         path = self.workdir / "sim-config.json"
         path.write_text(json.dumps(config, indent=2))
         self._launch(
