@@ -55,8 +55,8 @@ demo: install ## the whole flow on the embedded default (local RabbitMQ, Secantu
 run: install ## leave the embedded default stack running; prints its URLs and a ready API key
 	$(PY) -m devtools.run
 
-up: ## the compose stack (needs a Docker engine); generates .env on first use
-	@test -f .env || $(PY) -m deploy.gen_env > .env
+up: install ## the compose stack (needs a Docker engine); writes .env with fresh keys on first use
+	$(PY) deploy/compose/generate_env.py --output .env
 	docker compose up -d --wait
 
 bench: install ## benchmarks (minutes); writes bench/results/latest.json and a summary
