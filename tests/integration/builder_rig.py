@@ -1,0 +1,212 @@
+"""A running Builder (real broker, real MongoDB-wire server) against the in-process Salesforce simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from builder.app import RUNNING, build_app
+from builder.settings import BuilderSettings
+from pymongo import AsyncMongoClient
+from salesforce_sim.model import SimConfig
+from salesforce_sim.testing import SimulatorURL, running_simulator
+
+from shared.amqp import Publisher, Topology, connect
+from shared.contracts import Contract, CreateConnection, decode
+from shared.crypto import Keyring, generate_key
+from shared.logging import configure_logging
+from shared.sealing import Opener, generate_recipient_key
+from tests.infra import free_port
+
+ADMIN_KEY = "integration-admin-key-0123456789"
+RECIPIENT_PRIVATE, RECIPIENT_PUBLIC = generate_recipient_key("mgr1")
+ACME_ADMIN = "admin@acme.example"
+BOT = "integration+bot@acme.example"
+OBRIEN = "o'brien&co+sales@acme.example"
+FORMER = "former.employee@acme.example"
+
+
+def sim_config(callback_url: str, **org_knobs: Any) -> SimConfig:
+    """The simulator's default orgs, auto-approving, with the Builder's callback registered."""
+    from salesforce_sim.config import default_config
+
+    cfg = default_config()
+    data = cfg.model_dump()
+    data["auto_approve"] = True
+    data["builder_app"]["callback_urls"] = [callback_url]
+    for org in data["orgs"]:
+        org["knobs"].update(org_knobs)
+    return SimConfig.model_validate(data)
+
+
+@dataclass
+class BuilderRig:
+    """Handles on everything a Builder integration test touches."""
+
+    builder: str
+    sim: SimulatorURL
+    settings: BuilderSettings
+    app: web.Application
+    http: aiohttp.ClientSession
+    topology: Topology
+    amqp: aio_pika.abc.AbstractRobustConnection
+    publisher: Publisher
+    replies: aio_pika.abc.AbstractQueue
+    db: Any
+    logs: io.StringIO
+    keyring: Keyring
+    opener: Opener = field(default_factory=lambda: Opener.parse(RECIPIENT_PRIVATE))
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+    async def knobs(self, org_key: str, **values: Any) -> None:
+        async with self.http.patch(f"{self.sim}/__sim/orgs/{org_key}", json=values) as resp:
+            assert resp.status == 200, await resp.text()
+
+    async def sim_post(self, path: str, payload: Any = None) -> Any:
+        async with self.http.post(f"{self.sim}{path}", json=payload) as resp:
+            assert resp.status < 300, await resp.text()
+            return await resp.json()
+
+    async def sim_apps(self, org_key: str) -> list[dict[str, Any]]:
+        async with self.http.get(f"{self.sim}/__sim/orgs/{org_key}/apps") as resp:
+            return list((await resp.json())["apps"])
+
+    async def authorize(self, org_key: str = "acme") -> str:
+        """Run authorize → Salesforce consent (auto-approved) → callback; returns the callback page."""
+        login_url = self.sim.org_url(org_key)
+        async with self.http.get(
+            f"{self.builder}/v1/salesforce/authorize", params={"login_url": login_url}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 302, await resp.text()
+            location = resp.headers["Location"]
+        async with self.http.get(location, allow_redirects=False) as resp:
+            assert resp.status == 302, await resp.text()
+            callback = resp.headers["Location"]
+        async with self.http.get(callback, allow_redirects=False) as resp:
+            page = await resp.text()
+            assert resp.status == 200, page
+            return page
+
+    def org_id(self, org_key: str = "acme") -> str:
+        org = self.sim.state.org(org_key)
+        assert org is not None
+        return org.org_id
+
+    async def send(self, command: Contract, **kw: Any) -> str:
+        return await self.publisher.send_command(command, reply_to=self.topology.replies_queue, **kw)
+
+    async def reply(self, within: float = 20.0) -> Contract:
+        """The next reply on the replies queue (polled with a deadline)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while loop.time() < end:
+            msg = await self.replies.get(no_ack=True, fail=False)
+            if msg is not None:
+                return decode(msg.type, msg.body, msg.content_type)
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no reply within {within}s")
+
+    def create(self, connection_id: str, username: str = BOT, **kw: Any) -> CreateConnection:
+        values: dict[str, Any] = {
+            "connection_id": connection_id,
+            "org_id": self.org_id("acme"),
+            "salesforce_username": username,
+            "admin_email": "admin@acme.example.com",
+            "label": "Acme <integration> & 'friends'",
+            "recipient_key_id": "mgr1",
+        }
+        values.update(kw)
+        return CreateConnection(**values)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.logs.getvalue().splitlines() if line.strip()]
+
+
+@asynccontextmanager
+async def builder_rig(
+    *,
+    mongodb_url: str,
+    database: str,
+    amqp_url: str,
+    prefix: str,
+    org_knobs: dict[str, Any] | None = None,
+    retry_delays: tuple[int, ...] = (1,),
+    **overrides: Any,
+) -> AsyncIterator[BuilderRig]:
+    """Start the simulator, then the Builder (HTTP on a free port + consumer), then a test publisher."""
+    logs = io.StringIO()
+    configure_logging("builder-test", "DEBUG", json=True, stream=logs)
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/v1/salesforce/callback"
+    topology = Topology(prefix=prefix, retry_delays=retry_delays)
+    async with running_simulator(sim_config(callback, **(org_knobs or {}))) as sim:
+        key = generate_key()
+        values: dict[str, Any] = {
+            "mongodb_url": mongodb_url,
+            "mongodb_database": database,
+            "amqp_url": amqp_url,
+            "amqp_prefix": prefix,
+            "encryption_keys": f"k1:{key}",
+            "recipient_public_keys": RECIPIENT_PUBLIC,
+            "admin_api_key": ADMIN_KEY,
+            "salesforce_client_id": sim.state.builder_app.consumer_key,
+            "salesforce_client_secret": sim.state.builder_app.consumer_secret,
+            "salesforce_callback_url": callback,
+            "salesforce_login_url": str(sim),
+            "salesforce_allowed_login_urls": ",".join(sim.org_url(k) for k in sim.state.orgs),
+            "salesforce_timeout_seconds": 5,
+            "propagation_retry_seconds": 1,
+            "deploy_poll_seconds": 0.05,
+            "command_max_attempts": 4,
+            "shutdown_drain_seconds": 5,
+            "instance_id": "builder-test",
+        }
+        values.update(overrides)
+        settings = BuilderSettings(**values)
+        app = build_app(settings, topology=topology)
+        server = TestServer(app, host="127.0.0.1", port=port)
+        await server.start_server()
+        mongo: AsyncMongoClient[Any] = AsyncMongoClient(mongodb_url, tz_aware=True)
+        amqp = await connect(amqp_url, name="builder-test-client")
+        try:
+            publisher = Publisher(amqp, topology, app_id="manager")
+            await publisher.start()
+            channel = await amqp.channel()
+            replies = await topology.declare_queue(channel, topology.replies_queue)
+            async with aiohttp.ClientSession() as http:
+                yield BuilderRig(
+                    builder=f"http://127.0.0.1:{port}",
+                    sim=sim,
+                    settings=settings,
+                    app=app,
+                    http=http,
+                    topology=topology,
+                    amqp=amqp,
+                    publisher=publisher,
+                    replies=replies,
+                    db=mongo[database],
+                    logs=logs,
+                    keyring=Keyring.parse(f"k1:{key}"),
+                )
+        finally:
+            await server.close()
+            cleanup = await amqp.channel()
+            await topology.delete_all(cleanup)
+            await amqp.close()
+            await mongo.close()
+
+
+def running(rig: BuilderRig) -> Any:
+    return rig.app[RUNNING]
