@@ -176,7 +176,7 @@ async def builder_rig(
         values.update(overrides)
         settings = BuilderSettings(**values)
         app = build_app(settings, topology=topology)
-        server = TestServer(app, host="127.0.0.1", port=port)
+        server = TestServer(app, host="127.0.0.1", port=port, access_log=None)
         await server.start_server()
         mongo: AsyncMongoClient[Any] = AsyncMongoClient(mongodb_url, tz_aware=True)
         amqp = await connect(amqp_url, name="builder-test-client")
