@@ -16,12 +16,14 @@ from shared.amqp import (
     Consumer,
     Delivery,
     Publisher,
+    PublishRejected,
+    PublishTimeout,
     RpcClient,
     Unroutable,
     connect,
 )
 from shared.contracts import ConnectionDeleted, DeleteConnection, RefreshConnectionToken
-from tests.amqp_support import INSTANCE, AmqpEnv, amqp_env, get_message, queue_depth, wait_until
+from tests.amqp_support import INSTANCE, AmqpEnv, amqp_env, get_message, queue_depth, rabbitmqctl, wait_until
 
 pytestmark = pytest.mark.integration
 __all__ = ["amqp_env"]
@@ -196,3 +198,80 @@ async def test_connect_names_the_connection_and_sets_a_short_reconnect_interval(
         assert conn.kwargs["client_properties"]["connection_name"] == "sfconnect-test-naming"
     finally:
         await conn.close()
+
+
+async def test_a_nacked_publish_raises_publish_rejected(amqp_env: AmqpEnv) -> None:
+    full = f"{amqp_env.prefix}full"
+    async with amqp_env.connection.channel() as channel:
+        await channel.declare_queue(full, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+        try:
+            await amqp_env.publisher.publish(aio_pika.Message(b"1"), exchange="", routing_key=full)
+            with pytest.raises(PublishRejected) as info:
+                await amqp_env.publisher.publish(aio_pika.Message(b"2"), exchange="", routing_key=full)
+            assert not isinstance(info.value, Unroutable) and info.value.retryable
+        finally:
+            await channel.queue_delete(full)
+
+
+async def test_a_publish_not_confirmed_within_its_deadline_raises_publish_timeout(amqp_env: AmqpEnv) -> None:
+    topo = amqp_env.topology
+    with pytest.raises(PublishTimeout, match="no broker confirm within"):
+        await amqp_env.publisher.send_command(DELETE, reply_to=topo.replies_queue, deadline=0)
+    # The channel is still usable for the next publish.
+    await amqp_env.publisher.send_command(DELETE, reply_to=topo.replies_queue)
+
+
+async def test_declaring_the_topology_again_is_harmless_and_the_arguments_are_explicit(
+    amqp_env: AmqpEnv,
+) -> None:
+    topo = amqp_env.topology
+    async with amqp_env.connection.channel() as channel:
+        for _ in range(2):
+            await topo.declare_builder(channel)
+            await topo.declare_manager(channel, INSTANCE)
+    listing = await asyncio.to_thread(
+        rabbitmqctl, "list_queues", "name", "type", "arguments", "--no-table-headers", "--quiet"
+    )
+    mine = {
+        line.split("\t")[0]: line.split("\t")[1:]
+        for line in listing.splitlines()
+        if line.startswith(topo.prefix)
+    }
+    kind, arguments = mine[topo.builder_queue]
+    assert kind == "quorum"
+    assert '{"x-delivery-limit",5}' in arguments
+    assert f'{{"x-dead-letter-exchange","{topo.dead_exchange}"}}' in arguments
+    assert mine[topo.replies_queue][0] == "quorum" and mine[topo.dead_queue][0] == "quorum"
+    rpc_kind, rpc_arguments = mine[topo.rpc_queue(INSTANCE)]
+    assert rpc_kind == "classic" and '{"x-expires",60000}' in rpc_arguments
+    retry_kind, retry_arguments = mine[topo.retry_queue(1)]
+    assert retry_kind == "quorum"
+    assert '{"x-message-ttl",1000}' in retry_arguments
+    assert f'{{"x-dead-letter-exchange","{topo.commands_exchange}"}}' in retry_arguments
+
+
+async def test_stopping_a_consumer_lets_the_message_in_hand_finish(amqp_env: AmqpEnv) -> None:
+    topo = amqp_env.topology
+    started = asyncio.Event()
+    finished: list[str] = []
+
+    async def slow_delete(message: DeleteConnection, delivery: Delivery) -> ConnectionDeleted:
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.append(message.connection_id)
+        return ConnectionDeleted(connection_id=message.connection_id)
+
+    consumer = Consumer(
+        amqp_env.connection,
+        topo,
+        topo.builder_queue,
+        {DeleteConnection: slow_delete},
+        publisher=amqp_env.publisher,
+    )
+    await consumer.start()
+    await amqp_env.publisher.send_command(DELETE, reply_to=topo.replies_queue)
+    await asyncio.wait_for(started.wait(), timeout=10)
+    await consumer.stop(drain_timeout=5)
+    assert finished == ["c-1"] and consumer.in_flight == 0
+    assert await queue_depth(amqp_env.connection, topo.builder_queue) == 0
+    assert (await get_message(amqp_env.connection, topo.replies_queue)).type == "connection.deleted.v1"
