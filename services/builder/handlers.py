@@ -16,7 +16,7 @@ from builder.metrics import Metrics
 from builder.ports import SalesforcePort
 from builder.provisioning import CA, ECA, AppCreator, fail, step
 from builder.salesforce import apps, certs
-from builder.salesforce.errors import OAuthError
+from builder.salesforce.errors import OAuthError, SalesforceUnavailable
 from builder.salesforce.jwt import audience_for
 from builder.salesforce.oauth import TokenResponse
 from builder.settings import BuilderSettings
@@ -133,8 +133,13 @@ class Handlers:
                 reply = await fn(message, delivery)
                 outcome = "ok"
                 return reply
-            except RetryableError:
+            except RetryableError as exc:
                 outcome = "retry"
+                if isinstance(exc, SalesforceUnavailable | ConnectionBusy) and exc.retry_after:
+                    # Back off while Salesforce (or another worker) stays busy: base, 2x, 4x ... capped.
+                    exc.retry_after = min(
+                        MAX_PROPAGATION_DELAY, exc.retry_after * 2 ** min(6, delivery.attempt - 1)
+                    )
                 raise
             except SfconnectError as exc:
                 outcome = exc.code
@@ -151,7 +156,7 @@ class Handlers:
         key = f"connection:{connection_id}"
         if not await self.store.try_lease(key, self.holder, self.lease_seconds):
             raise ConnectionBusy(
-                f"connection {connection_id} is being handled by another delivery", retry_after=5
+                f"connection {connection_id} is being handled by another delivery", retry_after=10
             )
         try:
             yield
