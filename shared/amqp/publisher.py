@@ -144,6 +144,8 @@ class Publisher:
         deadline: float | None = None,
     ) -> str:
         """Publish a reply to the queue named by ``reply_to`` (default exchange); returns its ``message_id``."""
-        message = reply_message(reply, app_id=self.app_id, correlation_id=correlation_id, request_id=request_id)
+        message = reply_message(
+            reply, app_id=self.app_id, correlation_id=correlation_id, request_id=request_id
+        )
         await self.publish(message, exchange="", routing_key=reply_to, deadline=deadline)
         return str(message.message_id)

@@ -9,92 +9,30 @@ written twice. (This tool imports the AMQP layer; the wire models in ``shared.co
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import yaml
-from pydantic.json_schema import models_json_schema
 
-from shared.amqp import message as amqp_headers
 from shared.amqp.topology import Topology
+from shared.contracts.asyncapi_schemas import SCHEMAS, component_schemas
 from shared.contracts.base import Contract
 from shared.contracts.commands import (
     COMMANDS,
-    AppKind,
     CreateConnection,
     DeleteConnection,
     RefreshConnectionToken,
 )
-from shared.contracts.errors import RETRYABLE_CODES, ErrorCode
+from shared.contracts.examples import EXAMPLES
 from shared.contracts.replies import (
     REPLIES,
-    AppSummary,
     CommandFailed,
     ConnectionCreated,
     ConnectionDeleted,
     ConnectionTokenRefreshed,
-    ErrorDetail,
-    SealedToken,
 )
 
 VERSION = "1.0.0"
 AMQP_BINDING = "0.3.0"
-SCHEMAS = "#/components/schemas/"
-DECODE_REASONS = ("bad_content_type", "unknown_type", "too_large", "invalid_json", "schema_violation")
-
-ERROR_MEANINGS: dict[ErrorCode, str] = {
-    ErrorCode.ORG_NOT_AUTHORIZED: "The Builder holds no authorization for the org: an admin must authorize it.",
-    ErrorCode.AUTHORIZATION_REVOKED: "The org's refresh token no longer works (invalid_grant): re-authorize.",
-    ErrorCode.USER_NOT_FOUND: "No user with that Salesforce username exists in the org.",
-    ErrorCode.USER_INACTIVE: "The user exists but is inactive.",
-    ErrorCode.INSUFFICIENT_PERMISSIONS: "The authorizing admin may not create apps or assign permission sets.",
-    ErrorCode.APP_CREATION_BLOCKED: "The org does not allow creating this kind of app (e.g. connected apps).",
-    ErrorCode.APP_CREATION_FAILED: "Salesforce refused the app's metadata.",
-    ErrorCode.PREAUTHORIZATION_FAILED: "The permission set could not be created or assigned to the user.",
-    ErrorCode.PROPAGATION_TIMEOUT: "The new app never accepted a JWT bearer grant within the deadline.",
-    ErrorCode.SALESFORCE_UNAVAILABLE: "Salesforce did not answer or answered 5xx (retryable).",
-    ErrorCode.REQUEST_LIMIT_EXCEEDED: "The org's API request limit is reached (retryable).",
-    ErrorCode.INVALID_COMMAND: "The command does not meet its contract.",
-    ErrorCode.CONNECTION_NOT_FOUND: "The Builder has no record of this connection.",
-    ErrorCode.INTERNAL_ERROR: "An unexpected error in the Builder.",
-}
-
-_SEALED = SealedToken(key_id="m1", ciphertext="BASE64URL_HPKE_ENC_AND_CIPHERTEXT")
-_ISSUED = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
-EXAMPLES: dict[type[Contract], Contract] = {
-    CreateConnection: CreateConnection(
-        connection_id="conn-7f3a",
-        org_id="00D5g000004SxYzEAK",
-        salesforce_username="integration@acme.example",
-        admin_email="admin@acme.example",
-        label="Acme ERP",
-        app_kind=AppKind.AUTO,
-        recipient_key_id="m1",
-    ),
-    RefreshConnectionToken: RefreshConnectionToken(connection_id="conn-7f3a", recipient_key_id="m1"),
-    DeleteConnection: DeleteConnection(connection_id="conn-7f3a"),
-    ConnectionCreated: ConnectionCreated(
-        connection_id="conn-7f3a",
-        app=AppSummary(
-            kind=AppKind.EXTERNAL_CLIENT_APP, full_name="sfc_conn_7f3a", consumer_key="3MVG9EXAMPLEKEY"
-        ),
-        instance_url="https://acme.my.salesforce.com",  # type: ignore[arg-type]
-        issued_at=_ISSUED,
-        sealed_token=_SEALED,
-    ),
-    ConnectionTokenRefreshed: ConnectionTokenRefreshed(
-        connection_id="conn-7f3a",
-        instance_url="https://acme.my.salesforce.com",  # type: ignore[arg-type]
-        issued_at=_ISSUED,
-        sealed_token=_SEALED,
-    ),
-    ConnectionDeleted: ConnectionDeleted(connection_id="conn-7f3a", app_existed=True),
-    CommandFailed: CommandFailed(
-        connection_id="conn-7f3a",
-        command_type=CreateConnection.message_type,
-        error=ErrorDetail(code=ErrorCode.USER_INACTIVE, message="User integration@acme.example is inactive."),
-    ),
-}
 
 # Which replies answer which command, and on which reply channel the Manager waits for them.
 REPLY_OF: dict[type[Contract], tuple[type[Contract], str]] = {
@@ -114,78 +52,6 @@ def _key(model: type[Contract]) -> str:
 
 def _ref(path: str) -> dict[str, str]:
     return {"$ref": path}
-
-
-def _schemas() -> dict[str, Any]:
-    _, top = models_json_schema(
-        [(m, "validation") for m in (*COMMANDS, *REPLIES)], ref_template=SCHEMAS + "{model}"
-    )
-    schemas: dict[str, Any] = dict(sorted(top["$defs"].items()))
-    codes = schemas["ErrorCode"]
-    codes["description"] = "Stable error codes of CommandFailed. " + " ".join(
-        f"`{c.value}`: {ERROR_MEANINGS[c]}" for c in ErrorCode
-    )
-    codes["x-retryable"] = sorted(c.value for c in RETRYABLE_CODES)
-    schemas["MessageHeaders"] = _headers_schema()
-    schemas["DeadLetterHeaders"] = _dead_letter_headers_schema()
-    return schemas
-
-
-def _headers_schema() -> dict[str, Any]:
-    h = amqp_headers
-    return {
-        "type": "object",
-        "description": "AMQP 0-9-1 basic properties (AMQP spelling) and the application headers of every message.",
-        "required": ["message_id", "correlation_id", "type", "timestamp", "app_id", "content_type"],
-        "properties": {
-            "message_id": {"type": "string", "format": "uuid", "description": "uuid4, unique per publish."},
-            "correlation_id": {
-                "type": "string",
-                "description": "The command's id (its first message_id); replies carry the command's.",
-            },
-            "reply_to": {"type": "string", "description": "Commands: the queue the reply goes to."},
-            "type": {
-                "type": "string",
-                "description": "The versioned message type, e.g. connection.create.v1.",
-            },
-            "timestamp": {
-                "type": "integer",
-                "description": "Publication time, seconds since the epoch (UTC).",
-            },
-            "app_id": {"type": "string", "enum": ["manager", "builder"]},
-            "content_type": {"type": "string", "const": "application/json"},
-            "content_encoding": {"type": "string", "const": "utf-8"},
-            "delivery_mode": {"type": "integer", "const": 2, "description": "Persistent."},
-            h.H_REQUEST_ID: {"type": "string", "description": "The HTTP request that caused the message."},
-            h.H_ATTEMPT: {
-                "type": "integer",
-                "minimum": 1,
-                "description": "1 on first publish, +1 per delayed retry.",
-            },
-            h.H_FIRST_ATTEMPT_AT: {
-                "type": "string",
-                "format": "date-time",
-                "description": "ISO-8601 UTC time of the first attempt; handlers derive deadlines from it.",
-            },
-        },
-    }
-
-
-def _dead_letter_headers_schema() -> dict[str, Any]:
-    h = amqp_headers
-    reasons = sorted({*DECODE_REASONS, "retries_exhausted", *(c.value for c in ErrorCode)})
-    return {
-        "allOf": [_ref(SCHEMAS + "MessageHeaders")],
-        "type": "object",
-        "description": "Headers added by our consumer when it dead-letters a message (the broker adds x-death "
-        "when it dead-letters one itself, e.g. at the delivery limit).",
-        "properties": {
-            h.H_REASON: {"type": "string", "enum": reasons},
-            h.H_DETAIL: {"type": "string", "maxLength": h.MAX_DETAIL_CHARS},
-            h.H_SOURCE_QUEUE: {"type": "string"},
-            h.H_ORIGINAL_MESSAGE_ID: {"type": "string"},
-        },
-    }
 
 
 def _message(model: type[Contract]) -> dict[str, Any]:
@@ -358,7 +224,7 @@ def build_document(topology: Topology | None = None) -> dict[str, Any]:
         "channels": _channels(topo),
         "operations": _operations(),
         "components": {
-            "schemas": _schemas(),
+            "schemas": component_schemas(),
             "messages": {
                 **{m.__name__: _message(m) for m in (*COMMANDS, *REPLIES)},
                 "DeadLetter": {

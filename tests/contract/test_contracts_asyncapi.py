@@ -16,7 +16,8 @@ from referencing.jsonschema import DRAFT7
 from shared.amqp import to_message
 from shared.amqp.topology import Topology
 from shared.contracts import COMMANDS, REPLIES, ErrorCode
-from shared.contracts.asyncapi import EXAMPLES, build_document, render
+from shared.contracts.asyncapi import build_document, render
+from shared.contracts.examples import EXAMPLES
 
 pytestmark = pytest.mark.contract
 
