@@ -14,6 +14,8 @@ import pytest
 from builder.settings import BuilderSettings
 from manager.settings import ManagerSettings
 from pydantic import ValidationError
+from salesforce_sim.model import SimConfig
+from salesforce_sim.settings import SimSettings
 
 from shared.crypto import Keyring
 from shared.errors import ConfigurationError
@@ -25,8 +27,7 @@ pytestmark = pytest.mark.unit
 
 GENERATOR = ROOT / "deploy" / "compose" / "generate_env.py"
 APP_SETTINGS: dict[str, type[ServiceSettings]] = {"manager": ManagerSettings, "builder": BuilderSettings}
-# The simulator's settings (pinned in the team notes; it is a test double, not a ServiceSettings).
-SIMULATOR_SETTINGS = {"SIM_HOST", "SIM_PORT", "SIM_CONFIG"}
+SETTINGS: dict[str, type[ServiceSettings]] = {**APP_SETTINGS, "salesforce-sim": SimSettings}
 
 
 def _generate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -116,11 +117,9 @@ def test_every_service_has_a_health_check_and_waits_for_healthy_dependencies(
 def test_every_variable_a_service_container_receives_is_one_of_its_settings(
     stack: dict[str, compose.Service],
 ) -> None:
-    for name, cls in APP_SETTINGS.items():
+    for name, cls in SETTINGS.items():
         unknown = set(stack[name].environment()) - upper(cls.model_fields)
         assert not unknown, f"{name} receives variables it has no setting for: {sorted(unknown)}"
-    unknown = set(stack["salesforce-sim"].environment()) - SIMULATOR_SETTINGS
-    assert not unknown, f"the simulator receives {sorted(unknown)}"
 
 
 def test_the_generated_configuration_is_accepted_by_the_real_settings_classes(
@@ -128,7 +127,9 @@ def test_the_generated_configuration_is_accepted_by_the_real_settings_classes(
 ) -> None:
     manager = _settings(ManagerSettings, stack["manager"].environment(), monkeypatch)
     builder = _settings(BuilderSettings, stack["builder"].environment(), monkeypatch)
+    sim = _settings(SimSettings, stack["salesforce-sim"].environment(), monkeypatch)
     assert isinstance(manager, ManagerSettings) and isinstance(builder, BuilderSettings)
+    assert isinstance(sim, SimSettings) and sim.sim_config == "/etc/sfconnect/simulator.json"
     assert (manager.service_name, builder.service_name) == ("manager", "builder")
     assert manager.mongodb_database != builder.mongodb_database, "each service owns its database"
     assert manager.keyring().keys != builder.keyring().keys, "each service has its own at-rest keys"
@@ -198,11 +199,12 @@ def test_the_simulator_knows_the_builders_oauth_client_and_the_builder_reaches_i
     sim = stack["salesforce-sim"]
     mounts = {m["source"]: m["target"] for m in sim.spec["configs"]}
     assert mounts["simulator-config"] == sim.environment()["SIM_CONFIG"]
-    state = json.loads(compose.configs(dotenv)["simulator-config"]["content"])
-    app = state["builder_app"]
-    assert app["client_id"] == builder_env["SALESFORCE_CLIENT_ID"]
-    assert app["client_secret"] == builder_env["SALESFORCE_CLIENT_SECRET"]
-    assert builder_env["SALESFORCE_CALLBACK_URL"] in app["callback_urls"]
+    state = SimConfig.model_validate(json.loads(compose.configs(dotenv)["simulator-config"]["content"]))
+    app = state.builder_app
+    assert app.client_id == builder_env["SALESFORCE_CLIENT_ID"]
+    assert app.client_secret == builder_env["SALESFORCE_CLIENT_SECRET"]
+    assert builder_env["SALESFORCE_CALLBACK_URL"] in app.callback_urls
+    assert state.orgs and any(user.active for org in state.orgs for user in org.users)
     login = urlsplit(builder_env["SALESFORCE_LOGIN_URL"])
     assert login.hostname in ("localhost", "127.0.0.1")
     assert login.port == int(sim.environment()["SIM_PORT"])

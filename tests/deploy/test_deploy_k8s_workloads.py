@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 from builder.settings import BuilderSettings
 from manager.settings import ManagerSettings
+from salesforce_sim.settings import SimSettings
 
 from tests.deploy import k8s_model as k8s
 from tests.deploy.support import upper
@@ -14,7 +15,7 @@ from tests.deploy.support import upper
 pytestmark = pytest.mark.unit
 
 SETTINGS = {"manager": upper(ManagerSettings.model_fields), "builder": upper(BuilderSettings.model_fields)}
-SIMULATOR_SETTINGS = {"SIM_HOST", "SIM_PORT", "SIM_CONFIG"}
+SIMULATOR_SETTINGS = upper(SimSettings.model_fields)
 MODULES = {"manager": "manager", "builder": "builder", "salesforce-sim": "salesforce_sim"}
 
 
