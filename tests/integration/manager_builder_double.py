@@ -36,12 +36,14 @@ INSTANCE_URL = "https://acme-dev-ed.my.salesforce.com"
 
 @dataclass
 class BuilderDouble:
-    """Answers commands; ``fail_usernames`` get CommandFailed, ``silent_once`` ignores one create each."""
+    """Answers commands; ``fail_usernames`` get CommandFailed, ``silent_once`` ignores one create each,
+    ``hold_creates`` delays create replies until it is set."""
 
     amqp_url: str
     topology: Topology
     sealer: Sealer
     refresh_delay: float = 0.0
+    hold_creates: asyncio.Event | None = None
     fail_usernames: dict[str, ErrorCode] = field(default_factory=dict)
     silent_once: set[str] = field(default_factory=set)
     received: list[tuple[Contract, Delivery]] = field(default_factory=list)
@@ -65,6 +67,8 @@ class BuilderDouble:
 
     async def _create(self, cmd: CreateConnection, delivery: Delivery) -> Contract | None:
         self.received.append((cmd, delivery))
+        if self.hold_creates is not None:
+            await self.hold_creates.wait()
         if cmd.connection_id in self.silent_once:
             self.silent_once.discard(cmd.connection_id)
             return None

@@ -1,0 +1,178 @@
+"""``python -m manager`` as a process: configuration errors, API-key commands, rotate-keys, serve + SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from manager.domain import ACCESS_TOKEN_FIELD
+
+from shared.amqp import Topology, connect
+from shared.crypto import Keyring, generate_key
+from tests.infra import free_port
+from tests.unit.manager_fakes import make_keys
+
+pytestmark = pytest.mark.integration
+
+_OURS = (
+    "ENCRYPTION_KEYS RECIPIENT_PRIVATE_KEYS MONGODB_URL MONGODB_DATABASE AMQP_URL AMQP_PREFIX HTTP_PORT "
+    "HTTP_HOST INSTANCE_ID LOG_JSON LOG_LEVEL SERVICE_NAME"
+).split()
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _OURS}
+    env.update(values)
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "manager", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def good_env(mongodb_url: str, mongo_db: Any) -> dict[str, str]:
+    keys = make_keys()
+    return _env(
+        ENCRYPTION_KEYS=keys.encryption_entry,
+        RECIPIENT_PRIVATE_KEYS=keys.private_entry,
+        MONGODB_URL=mongodb_url,
+        MONGODB_DATABASE=mongo_db.name,
+        LOG_JSON="true",
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "mentions"),
+    [
+        ({"ENCRYPTION_KEYS": None}, "ENCRYPTION_KEYS: Field required"),
+        ({"ENCRYPTION_KEYS": "k1:c2hvcnQ="}, "ENCRYPTION_KEYS: [0] (k1) must decode to 32 bytes"),
+        ({"ENCRYPTION_KEYS": "no-colon-here"}, "ENCRYPTION_KEYS: [0] must look like"),
+        ({"RECIPIENT_PRIVATE_KEYS": "r1:!!!"}, "RECIPIENT_PRIVATE_KEYS"),
+        ({"MONGODB_URL": "http://localhost"}, "MONGODB_URL: Value error, must be a mongodb://"),
+        ({"HTTP_PORT": "70000"}, "HTTP_PORT"),
+        ({"TOKEN_LIFETIME_SECONDS": "-1"}, "TOKEN_LIFETIME_SECONDS"),
+    ],
+)
+def test_bad_configuration_refuses_to_start_with_one_clear_line(
+    good_env: dict[str, str], bad: dict[str, str | None], mentions: str
+) -> None:
+    env = dict(good_env)
+    for name, value in bad.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    for args in ([], ["rotate-keys"]):
+        result = _run(args, env, timeout=30)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("invalid configuration: ") and mentions in lines[0]
+        assert "Traceback" not in result.stderr and result.stdout == ""
+        for value in bad.values():
+            if value and len(value) > 6:
+                assert value not in result.stderr  # a bad secret is never echoed
+
+
+def test_api_keys_are_created_printed_once_listed_without_the_key_and_revoked(
+    good_env: dict[str, str],
+) -> None:
+    created = _run(
+        ["api-keys", "create", "--scope", "tokens:read", "--scope", "connections:read", "--name", "ci"],
+        good_env,
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("sfc_") and len(created.stdout.strip().splitlines()) == 1
+    key_id = key.split("_")[1]
+
+    listed = _run(["api-keys", "list"], good_env)
+    assert listed.returncode == 0
+    assert (
+        key_id in listed.stdout and "connections:read,tokens:read" in listed.stdout and "ci" in listed.stdout
+    )
+    assert key not in listed.stdout + listed.stderr and key.split("_", 2)[2] not in listed.stdout
+
+    assert _run(["api-keys", "revoke", key_id], good_env).returncode == 0
+    again = _run(["api-keys", "revoke", key_id], good_env)
+    assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
+    bad_scope = _run(["api-keys", "create", "--scope", "admin", "--name", "x"], good_env)
+    assert bad_scope.returncode == 2 and "invalid choice" in bad_scope.stderr
+
+
+async def test_rotate_keys_re_encrypts_stored_tokens_with_the_first_key(
+    good_env: dict[str, str], mongo_db: Any
+) -> None:
+    old = Keyring.parse(good_env["ENCRYPTION_KEYS"])
+    for i in range(5):
+        ct = old.encrypt(f"token-{i}", record_id=f"con_{i}", field=ACCESS_TOKEN_FIELD)
+        await mongo_db.connections.insert_one({"_id": f"con_{i}", "version": 1, "token": {"ciphertext": ct}})
+    env = {**good_env, "ENCRYPTION_KEYS": f"k2:{generate_key()},{good_env['ENCRYPTION_KEYS']}"}
+    result = await asyncio.to_thread(_run, ["rotate-keys", "--batch-size", "2"], env)
+    assert result.returncode == 0, result.stderr
+    assert "rotated 5 token(s) to key k2" in result.stderr
+    new = Keyring.parse(env["ENCRYPTION_KEYS"])
+    async for doc in mongo_db.connections.find({}):
+        assert doc["token"]["ciphertext"].startswith("v1.k2.")
+        assert new.decrypt(
+            doc["token"]["ciphertext"], record_id=doc["_id"], field=ACCESS_TOKEN_FIELD
+        ).startswith("token-")
+
+
+async def _delete_topology(amqp_url: str, prefix: str) -> None:
+    conn = await connect(amqp_url, name="manager-cli-cleanup")
+    try:
+        channel = await conn.channel()
+        await Topology(prefix=prefix).delete_all(channel, instance_ids=["mgr-proc"])
+    finally:
+        await conn.close()
+
+
+def test_serve_answers_and_shuts_down_gracefully_on_sigterm(
+    good_env: dict[str, str], amqp_url: str, amqp_prefix: str
+) -> None:
+    port = free_port()
+    env = {
+        **good_env,
+        "AMQP_URL": amqp_url,
+        "AMQP_PREFIX": amqp_prefix,
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_PORT": str(port),
+        "INSTANCE_ID": "mgr-proc",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "manager"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    body = json.loads(r.read())
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the Manager did not become ready"
+                time.sleep(0.2)
+        assert body == {"status": "ready", "checks": {"database": "up", "broker": "up"}}
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+        assert "manager started" in events and "manager stopping" in events
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        asyncio.run(_delete_topology(amqp_url, amqp_prefix))
