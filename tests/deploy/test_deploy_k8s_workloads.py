@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 import pytest
@@ -9,6 +10,9 @@ from builder.settings import BuilderSettings
 from manager.settings import ManagerSettings
 from salesforce_sim.settings import SimSettings
 
+from shared.crypto import generate_key
+from shared.sealing import generate_recipient_key
+from shared.settings import ServiceSettings
 from tests.deploy import k8s_model as k8s
 from tests.deploy.support import upper
 
@@ -73,6 +77,50 @@ def test_every_variable_a_container_receives_is_one_of_its_settings(overlay: str
         assert not unknown, f"{overlay}/{name} receives variables it has no setting for: {sorted(unknown)}"
     if overlay == "dev":
         assert set(out.container_env("builder", "salesforce-sim")) <= SIMULATOR_SETTINGS
+
+
+def _secret_values() -> dict[str, str]:
+    """Well-formed stand-ins for what the Secrets hold (the manifests only reference them)."""
+    private, public = generate_recipient_key("m1")
+    return {
+        "AMQP_URL": "amqp://sfconnect:pw@rabbitmq.sfconnect.svc:5672/?reconnect_interval=1",
+        "MONGODB_URL": "mongodb://u:pw@mongodb-0.mongodb-svc.sfconnect.svc.cluster.local:27017/admin?replicaSet=mongodb",
+        "ENCRYPTION_KEYS": f"k1:{generate_key()}",
+        "RECIPIENT_PRIVATE_KEYS": private,
+        "RECIPIENT_PUBLIC_KEYS": public,
+        "ADMIN_API_KEY": "a" * 32,
+        "SALESFORCE_CLIENT_ID": "3MVG9ClientId",
+        "SALESFORCE_CLIENT_SECRET": "s" * 32,
+    }
+
+
+@pytest.mark.parametrize("overlay", k8s.OVERLAYS)
+def test_the_settings_classes_accept_what_each_container_is_given(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = k8s.rendered(overlay)
+    secrets = _secret_values()
+    classes: dict[tuple[str, str], type[ServiceSettings]] = {
+        ("manager", "manager"): ManagerSettings,
+        ("builder", "builder"): BuilderSettings,
+    }
+    if overlay == "dev":
+        classes[("builder", "salesforce-sim")] = SimSettings
+    for (deployment, container), cls in classes.items():
+        for name in list(os.environ):
+            if name.lower() in cls.model_fields:
+                monkeypatch.delenv(name)
+        for name, entry in out.container_env(deployment, container).items():
+            if "value" in entry:
+                value = entry["value"]
+            elif "secretKeyRef" in entry.get("valueFrom", {}):
+                value = secrets[name]
+            else:
+                assert entry["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+                value = f"{deployment}-7d9f8b6c5-x2x4z"
+            monkeypatch.setenv(name, str(value))
+        settings = cls()  # type: ignore[call-arg]  # values come from the environment
+        assert settings.service_name in (deployment, "salesforce-sim")
 
 
 @pytest.mark.parametrize("overlay", k8s.OVERLAYS)
