@@ -75,7 +75,12 @@ class RpcClient:
         return len(self._pending)
 
     async def call(self, command: Contract, *, deadline: float, request_id: str | None = None) -> Contract:
-        """Send ``command`` and return its reply (possibly ``CommandFailed``) within ``deadline`` seconds."""
+        """Send ``command`` and return its reply (possibly ``CommandFailed``) within ``deadline`` seconds.
+
+        Raises ``RpcTimeout`` (no reply in time, or the publish was not confirmed), ``RpcConnectionLost``
+        (no connection, or it dropped while waiting), ``PublishRejected``/``Unroutable`` (the broker refused
+        the command), or ``MalformedMessage`` (the reply did not decode). All but the last are retryable.
+        """
         if self._channel is None:
             raise RuntimeError("RpcClient.start() was not called")
         started = time.monotonic()
