@@ -57,7 +57,7 @@ run: install ## leave the embedded default stack running; prints its URLs and a 
 
 up: install ## the compose stack (needs a Docker engine); writes .env with fresh keys on first use
 	$(PY) deploy/compose/generate_env.py --output .env
-	docker compose up -d --wait
+	docker compose up --build --wait
 
 bench: install ## benchmarks (minutes); writes bench/results/latest.json and a summary
 	$(PY) -m bench
