@@ -249,6 +249,19 @@ async def patch_user(request: web.Request) -> web.Response:
     return json_body(user.public())
 
 
+async def add_connected_app(request: web.Request) -> web.Response:
+    """Install a pre-existing ConnectedApp (JSON in Metadata API field names); the Spring '26 block does not apply."""
+    state = state_of(request)
+    org = _org(request)
+    try:
+        app = state.add_connected_app(org, await _json(request))
+    except RecordError as exc:
+        return json_body(
+            {"error": exc.message, "statusCode": exc.status_code, "fields": exc.fields}, status=400
+        )
+    return json_body(app.public(), status=201)
+
+
 def setup_admin_routes(app: web.Application) -> None:
     app.router.add_get("/__sim/state", get_state)
     app.router.add_post("/__sim/reset", reset)
@@ -260,6 +273,7 @@ def setup_admin_routes(app: web.Application) -> None:
     app.router.add_patch("/__sim/orgs/{org_key}", patch_org)
     app.router.add_post("/__sim/orgs/{org_key}/expire-sessions", expire_sessions)
     app.router.add_get("/__sim/orgs/{org_key}/apps", list_apps)
+    app.router.add_post("/__sim/orgs/{org_key}/connected-apps", add_connected_app)
     app.router.add_post("/__sim/orgs/{org_key}/revoke-grants", revoke_grants)
     app.router.add_post("/__sim/orgs/{org_key}/users", add_user)
     app.router.add_patch("/__sim/orgs/{org_key}/users/{username}", patch_user)

@@ -116,6 +116,9 @@ class OrgConfig(BaseModel):
     knobs: Knobs = Field(default_factory=lambda: Knobs())
     users: list[UserConfig] = Field(default_factory=list)
     permission_sets: list[PermissionSetConfig] = Field(default_factory=list)
+    connected_apps: list[dict[str, Any]] = Field(
+        default_factory=list, description="Pre-existing ConnectedApp components, in Metadata API field names."
+    )
 
 
 class BuilderAppConfig(BaseModel):
@@ -263,4 +266,5 @@ class Deploy:
     failures: list[dict[str, Any]] = field(default_factory=list)
     pending: list[Any] = field(default_factory=list)  # changes applied when the deploy completes
     applied: bool = False
+    completed_at: float | None = None
     error_message: str | None = None

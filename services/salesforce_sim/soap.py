@@ -12,7 +12,7 @@ MD = "http://soap.sforce.com/2006/04/metadata"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 XSD = "http://www.w3.org/2001/XMLSchema"
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True, huge_tree=False)
+PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True, huge_tree=False)
 
 
 class SoapFault(Exception):
@@ -28,11 +28,12 @@ class SoapFault(Exception):
 class Envelope:
     session_id: str | None
     operation: etree._Element  # the first element inside soapenv:Body
+    all_or_none: bool = False
 
 
 def parse_envelope(body: bytes) -> Envelope:
     try:
-        root = etree.fromstring(body, _PARSER)
+        root = etree.fromstring(body, PARSER)
     except etree.XMLSyntaxError as exc:
         raise SoapFault("soapenv:Client", f"Unable to parse the request: {exc.msg}") from None
     if root.tag != f"{{{SOAPENV}}}Envelope":
@@ -43,7 +44,8 @@ def parse_envelope(body: bytes) -> Envelope:
     if operation is None:
         raise SoapFault("soapenv:Client", "The SOAP Body is empty")
     session_id = (session.text or "").strip() if session is not None else None
-    return Envelope(session_id or None, operation)
+    all_or_none = root.findtext(f"{{{SOAPENV}}}Header/{{{MD}}}AllOrNoneHeader/{{{MD}}}allOrNone", "").strip()
+    return Envelope(session_id or None, operation, all_or_none in ("true", "1"))
 
 
 def session_id_of(body: bytes) -> str | None:

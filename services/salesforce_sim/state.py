@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 import time
@@ -57,6 +58,7 @@ class Org:
         self.permission_sets: dict[str, PermissionSet] = {}
         self.assignments: dict[str, Assignment] = {}
         self.metadata: dict[str, dict[str, dict[str, Any]]] = {}
+        self.record_info: dict[tuple[str, str], dict[str, Any]] = {}  # (type, fullName) -> id, created_at
         self.apps: dict[str, OAuthApp] = {}  # by full name; derived from self.metadata
         self.deploys: dict[str, Deploy] = {}
 
@@ -96,6 +98,13 @@ class Org:
             if wanted is not None and any(p.id == wanted.id for p in held):
                 return True
         return any(p.casefold() == user.profile.casefold() for p in app.profiles)
+
+    def snapshot(self) -> Any:
+        """A copy of everything a metadata call can change (for all-or-none calls and check-only deploys)."""
+        return copy.deepcopy((self.metadata, self.record_info, self.permission_sets, self.apps))
+
+    def restore(self, snapshot: Any) -> None:
+        self.metadata, self.record_info, self.permission_sets, self.apps = snapshot
 
     def admin_user(self) -> User | None:
         active = [u for u in self.users.values() if u.is_active]
@@ -163,7 +172,26 @@ class SimState:
             self.create_permission_set(org, ps.name, ps.label or ps.name, ps.description)
         for user_cfg in cfg.users:
             self.add_user(org, user_cfg)
+        for record in cfg.connected_apps:
+            self.add_connected_app(org, record)
         return org
+
+    def add_connected_app(self, org: Org, data: dict[str, Any]) -> OAuthApp:
+        """A pre-existing ConnectedApp (made before Spring '26): the creation block does not apply."""
+        from . import apps, mdtypes  # apps builds on this module
+        from .soap import SoapFault
+
+        try:
+            record = mdtypes.from_json("ConnectedApp", data)
+        except SoapFault as fault:
+            raise RecordError("INVALID_FIELD", fault.message) from None
+        apps.save(self, org, "ConnectedApp", record, "create", preexisting=True)
+        found = org.apps.get(record["fullName"])
+        if found is None:
+            raise RecordError(
+                "REQUIRED_FIELD_MISSING", "A connected app needs an oauthConfig", ["oauthConfig"]
+            )
+        return found
 
     def org(self, key: str) -> Org | None:
         return self.orgs.get(key)

@@ -60,7 +60,15 @@ async def running_simulator(
             scheme = "https" if tls else "http"
             yield SimulatorURL(f"{scheme}://{host}:{port}", app[STATE_KEY], ca_file)
         finally:
+            server = runner.server
+            transports = [h.transport for h in server.connections] if server is not None else []
             await runner.cleanup()
+            # Idle keep-alive clients never answer a TLS close_notify: drop their sockets now rather than
+            # leave them to the garbage collector after the loop is gone.
+            for transport in transports:
+                if transport is not None:
+                    transport.abort()
+            await asyncio.sleep(0)
 
 
 @contextmanager
