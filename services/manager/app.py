@@ -87,6 +87,9 @@ async def _ensure_indexes_until_done(db: AsyncDatabase[Any], done: asyncio.Event
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
             continue
+        except Exception:  # e.g. an index that conflicts with an existing one: readiness stays "down"
+            log.exception("indexes could not be created")
+            return
         done.set()
         return
 

@@ -1,4 +1,4 @@
-"""Use cases for connections: create, read, delete, integrations, Builder replies, and the outbox sweep.
+"""Use cases for connections: create, read, delete, integrations and Builder replies.
 
 Entry points (HTTP views, the replies consumer, the sweeper) call these; they talk to storage and the
 broker only through the ports below.
@@ -7,7 +7,6 @@ broker only through the ports below.
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from manager.domain import (
     ACCESS_TOKEN_FIELD,
     AppInfo,
-    CommandRecord,
     Connection,
     ConnectionStatus,
     StoredToken,
@@ -28,6 +26,7 @@ from manager.errors import (
     InvalidTransition,
 )
 from manager.metrics import Metrics
+from manager.outbox import Outbox
 from manager.ports import Clock, CommandPublisher, utc_now_ms
 from manager.repository import ConnectionRepository, Integration, IntegrationRepository
 from shared.contracts import (
@@ -111,72 +110,20 @@ class ConnectionService:
         self.publish_grace = publish_grace
         self.republish_after = republish_after
         self.clock = clock
-
-    # -- commands and the outbox ------------------------------------------------------------------
-
-    def _command_for(self, conn: Connection) -> Contract:
-        if conn.status is ConnectionStatus.DELETING:
-            return DeleteConnection(connection_id=conn.id)
-        return CreateConnection(
-            connection_id=conn.id,
-            org_id=conn.org_id,
-            salesforce_username=conn.salesforce_username,
-            admin_email=conn.admin_email,
-            label=conn.label,
-            app_kind=conn.app_kind,  # type: ignore[arg-type]
-            recipient_key_id=self.opener.active_kid,
+        self.outbox = Outbox(
+            repo=repo,
+            publisher=publisher,
+            opener=opener,
+            replies_queue=replies_queue,
+            metrics=metrics,
+            publish_grace=publish_grace,
+            republish_after=republish_after,
+            clock=clock,
         )
-
-    async def _publish(self, conn: Connection, message_id: str, *, request_id: str | None) -> None:
-        """Publish the recorded command; on failure leave it unpublished for the sweeper."""
-        command = self._command_for(conn)
-        try:
-            await self.publisher.send_command(
-                command, reply_to=self.replies_queue, request_id=request_id, message_id=message_id
-            )
-        except Exception as exc:  # any broker trouble: the outbox record makes the sweeper try again
-            self.metrics.commands_published.labels(command.message_type, "failed").inc()
-            log.warning(
-                "command not published; the sweeper will retry",
-                connection_id=conn.id,
-                command_type=command.message_type,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            return
-        self.metrics.commands_published.labels(command.message_type, "ok").inc()
-        log.info("command published", connection_id=conn.id, command_id=message_id, type=command.message_type)
-        try:
-            await self.repo.mark_published(conn.id, message_id, at=self.clock())
-        except Exception as exc:  # the command is out; at worst the sweeper publishes it once more
-            log.warning("could not mark command published", connection_id=conn.id, error=type(exc).__name__)
-
-    def _record(self, kind: str, now: datetime) -> CommandRecord:
-        return CommandRecord(message_id=str(uuid.uuid4()), type=kind, recorded_at=now)
 
     async def sweep_once(self, *, limit: int = 100) -> int:
         """Re-publish commands recorded but not published, or unanswered for too long; returns how many."""
-        now = self.clock()
-        due = await self.repo.due_commands(
-            recorded_before=now - self.publish_grace, published_before=now - self.republish_after, limit=limit
-        )
-        sent = 0
-        for conn in due:
-            assert conn.command is not None
-            message_id = str(uuid.uuid4())
-            if not await self.repo.claim_command(
-                conn.id, conn.command.message_id, new_message_id=message_id, now=now
-            ):
-                continue  # another replica's sweeper took it
-            log.info(
-                "sweeper re-publishing command",
-                connection_id=conn.id,
-                type=conn.command.type,
-                attempt=conn.command.attempts + 1,
-            )
-            await self._publish(conn, message_id, request_id=None)
-            self.metrics.sweeps.inc()
-            sent += 1
-        return sent
+        return await self.outbox.sweep_once(limit=limit)
 
     # -- use cases called by the HTTP API -----------------------------------------------------------
 
@@ -191,13 +138,13 @@ class ConnectionService:
             admin_email=new.admin_email,
             label=new.label,
             app_kind=new.app_kind,
-            command=self._record(CreateConnection.message_type, now),
+            command=self.outbox.record(CreateConnection.message_type, now),
             now=now,
         )
         await self.repo.add(conn)
         log.info("connection recorded", connection_id=conn.id, name=conn.name)
         assert conn.command is not None
-        await self._publish(conn, conn.command.message_id, request_id=request_id)
+        await self.outbox.publish(conn, conn.command.message_id, request_id=request_id)
         return conn
 
     async def get(self, connection_id: str) -> Connection:
@@ -223,16 +170,20 @@ class ConnectionService:
             if conn.status is ConnectionStatus.DELETING:
                 if conn.command is not None:
                     return None  # already on its way
-                return conn.retry_deletion(command=self._record(DeleteConnection.message_type, now), now=now)
+                return conn.retry_deletion(
+                    command=self.outbox.record(DeleteConnection.message_type, now), now=now
+                )
             if conn.status is ConnectionStatus.PENDING:
                 raise InvalidTransition(
                     f"connection {conn.id} is still being created; delete it once it is active or failed"
                 )
-            return conn.begin_deletion(command=self._record(DeleteConnection.message_type, now), now=now)
+            return conn.begin_deletion(
+                command=self.outbox.record(DeleteConnection.message_type, now), now=now
+            )
 
         conn, changed = await update_with_cas(self.repo, connection_id, change)
         if changed and conn.command is not None:
-            await self._publish(conn, conn.command.message_id, request_id=request_id)
+            await self.outbox.publish(conn, conn.command.message_id, request_id=request_id)
         return conn
 
     async def associate(self, integration: str, connection_id: str) -> Integration:

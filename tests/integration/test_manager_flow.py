@@ -21,7 +21,7 @@ from shared.contracts import (
 )
 from tests.integration.manager_builder_double import INSTANCE_URL
 from tests.integration.manager_stack import CREATE_BODY, ManagerStack, auth, eventually, manager_stack
-from tests.unit.manager_fakes import created_reply
+from tests.unit.manager_world import created_reply
 
 pytestmark = pytest.mark.integration
 __all__ = ["manager_stack"]

@@ -23,10 +23,9 @@ from tests.unit.manager_fakes import (
     FakeRpc,
     Keys,
     Outage,
-    created_reply,
     make_keys,
-    refreshed_reply,
 )
+from tests.unit.manager_world import created_reply, refreshed_reply
 
 ALL_SCOPES = [s.value for s in Scope]
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from manager.errors import BuilderUnavailable
 
-from tests.unit.manager_fakes import SAMPLE_TOKEN
 from tests.unit.manager_http_harness import CREATE_BODY, auth, harness
+from tests.unit.manager_world import SAMPLE_TOKEN
 
 pytestmark = pytest.mark.unit
 

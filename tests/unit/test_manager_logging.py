@@ -12,8 +12,8 @@ import structlog
 from manager.http.state import COMPONENTS
 
 from shared.logging import configure_logging
-from tests.unit.manager_fakes import created_reply, refreshed_reply
 from tests.unit.manager_http_harness import CREATE_BODY, auth, harness
+from tests.unit.manager_world import created_reply, refreshed_reply
 
 pytestmark = pytest.mark.unit
 

@@ -16,12 +16,12 @@ from shared.contracts import (
     ErrorDetail,
     SealedToken,
 )
-from tests.unit.manager_fakes import (
+from tests.unit.manager_fakes import make_keys
+from tests.unit.manager_world import (
     REPLIES_QUEUE,
     SAMPLE_TOKEN,
     active_connection,
     created_reply,
-    make_keys,
     make_world,
     new_connection,
 )

@@ -11,9 +11,9 @@ from manager.errors import BuilderUnavailable, ConnectionNotActive, IntegrationN
 
 from shared.amqp import RpcTimeout
 from shared.contracts import CommandFailed, Contract, ErrorCode, ErrorDetail, RefreshConnectionToken
-from tests.unit.manager_fakes import (
+from tests.unit.manager_fakes import FakeConnections
+from tests.unit.manager_world import (
     SAMPLE_TOKEN,
-    FakeConnections,
     active_connection,
     make_world,
     new_connection,

@@ -1,0 +1,109 @@
+"""The outbox: a command is recorded on its connection (with its message id) before it is published,
+marked ``published_at`` once the broker confirmed it, and re-published by the sweeper when it was never
+published or stays unanswered past a deadline (the Builder's idempotency makes a second copy harmless)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from manager.domain import CommandRecord, Connection, ConnectionStatus
+from manager.metrics import Metrics
+from manager.ports import Clock, CommandPublisher
+from manager.repository import ConnectionRepository
+from shared.contracts import Contract, CreateConnection, DeleteConnection
+from shared.logging import get_logger
+from shared.sealing import Opener
+
+log = get_logger("manager.outbox")
+
+
+class Outbox:
+    """Publishing recorded commands and sweeping the ones left behind."""
+
+    def __init__(
+        self,
+        *,
+        repo: ConnectionRepository,
+        publisher: CommandPublisher,
+        opener: Opener,
+        replies_queue: str,
+        metrics: Metrics,
+        publish_grace: timedelta,
+        republish_after: timedelta,
+        clock: Clock,
+    ) -> None:
+        self.repo = repo
+        self.publisher = publisher
+        self.opener = opener
+        self.replies_queue = replies_queue
+        self.metrics = metrics
+        self.publish_grace = publish_grace
+        self.republish_after = republish_after
+        self.clock = clock
+
+    def command_for(self, conn: Connection) -> Contract:
+        """The command a connection's outbox entry stands for (rebuilt from the connection)."""
+        if conn.status is ConnectionStatus.DELETING:
+            return DeleteConnection(connection_id=conn.id)
+        return CreateConnection(
+            connection_id=conn.id,
+            org_id=conn.org_id,
+            salesforce_username=conn.salesforce_username,
+            admin_email=conn.admin_email,
+            label=conn.label,
+            app_kind=conn.app_kind,  # type: ignore[arg-type]
+            recipient_key_id=self.opener.active_kid,
+        )
+
+    async def publish(self, conn: Connection, message_id: str, *, request_id: str | None) -> None:
+        """Publish the recorded command; on failure leave it unpublished for the sweeper."""
+        command = self.command_for(conn)
+        try:
+            await self.publisher.send_command(
+                command, reply_to=self.replies_queue, request_id=request_id, message_id=message_id
+            )
+        except Exception as exc:  # any broker trouble: the outbox record makes the sweeper try again
+            self.metrics.commands_published.labels(command.message_type, "failed").inc()
+            log.warning(
+                "command not published; the sweeper will retry",
+                connection_id=conn.id,
+                command_type=command.message_type,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        self.metrics.commands_published.labels(command.message_type, "ok").inc()
+        log.info("command published", connection_id=conn.id, command_id=message_id, type=command.message_type)
+        try:
+            await self.repo.mark_published(conn.id, message_id, at=self.clock())
+        except Exception as exc:  # the command is out; at worst the sweeper publishes it once more
+            log.warning("could not mark command published", connection_id=conn.id, error=type(exc).__name__)
+
+    def record(self, kind: str, now: datetime) -> CommandRecord:
+        """A new outbox entry for a command of type ``kind``, with its message id."""
+        return CommandRecord(message_id=str(uuid.uuid4()), type=kind, recorded_at=now)
+
+    async def sweep_once(self, *, limit: int = 100) -> int:
+        """Re-publish commands recorded but not published, or unanswered for too long; returns how many."""
+        now = self.clock()
+        due = await self.repo.due_commands(
+            recorded_before=now - self.publish_grace, published_before=now - self.republish_after, limit=limit
+        )
+        sent = 0
+        for conn in due:
+            assert conn.command is not None
+            message_id = str(uuid.uuid4())
+            if not await self.repo.claim_command(
+                conn.id, conn.command.message_id, new_message_id=message_id, now=now
+            ):
+                continue  # another replica's sweeper took it
+            log.info(
+                "sweeper re-publishing command",
+                connection_id=conn.id,
+                type=conn.command.type,
+                attempt=conn.command.attempts + 1,
+            )
+            await self.publish(conn, message_id, request_id=None)
+            self.metrics.sweeps.inc()
+            sent += 1
+        return sent
