@@ -13,7 +13,8 @@ from cryptography import x509
 
 from .common import apply_knobs, base_url, instance_url, oauth_error, path_org, state_of, unavailable
 from .model import OAuthApp
-from .oauth import REFRESH_VALUES, allowed_scopes, lookup_client, s256, token_payload, token_response
+from .oauth import lookup_client, s256, token_payload, token_response
+from .scopes import REFRESH_VALUES, allowed_scopes
 from .state import Org
 
 Form = dict[str, str]
