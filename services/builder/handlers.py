@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -154,14 +155,17 @@ class Handlers:
     @contextlib.asynccontextmanager
     async def _lease(self, connection_id: str) -> AsyncIterator[None]:
         key = f"connection:{connection_id}"
-        if not await self.store.try_lease(key, self.holder, self.lease_seconds):
+        holder = (
+            f"{self.holder}:{uuid.uuid4().hex}"  # one per delivery, so two in one process exclude each other
+        )
+        if not await self.store.try_lease(key, holder, self.lease_seconds):
             raise ConnectionBusy(
                 f"connection {connection_id} is being handled by another delivery", retry_after=10
             )
         try:
             yield
         finally:
-            await self.store.release_lease(key, self.holder)
+            await self.store.release_lease(key, holder)
 
     def _check_recipient(self, key_id: str) -> None:
         if key_id not in self.sealer.public_keys:

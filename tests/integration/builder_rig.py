@@ -176,8 +176,8 @@ async def builder_rig(
         values.update(overrides)
         settings = BuilderSettings(**values)
         app = build_app(settings, topology=topology)
-        server = TestServer(app, host="127.0.0.1", port=port, access_log=None)
-        await server.start_server()
+        server = TestServer(app, host="127.0.0.1", port=port)
+        await server.start_server(access_log=None)
         mongo: AsyncMongoClient[Any] = AsyncMongoClient(mongodb_url, tz_aware=True)
         amqp = await connect(amqp_url, name="builder-test-client")
         try:
