@@ -44,9 +44,13 @@ class IdempotencyKeyInProgress(Conflict):
 
 
 class BuilderUnavailable(RetryableError):
-    """The Builder did not answer in time (or the broker is unreachable)."""
+    """The Builder did not answer in time, the broker is unreachable, or Salesforce is (for now)."""
 
     code = "builder_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, cause: str | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.cause = cause
 
 
 class StoreUnavailable(RetryableError):
@@ -56,9 +60,13 @@ class StoreUnavailable(RetryableError):
 
 
 class TokenRefreshFailed(PermanentError):
-    """The Builder answered a refresh with a failure; ``code`` is the Builder's error code."""
+    """The Builder answered a refresh with a failure; ``cause`` is the Builder's error code."""
 
     code = "token_refresh_failed"
+
+    def __init__(self, message: str, *, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class Unauthenticated(PermanentError):

@@ -177,17 +177,18 @@ class TokenService:
         metrics.refreshes.labels("sent").inc()
         if isinstance(reply, CommandFailed):
             metrics.refreshes.labels("failed").inc()
-            message = f"the Builder could not refresh the token: {reply.error.message}"
+            cause = reply.error.code.value
+            message = f"the Builder could not refresh the token ({cause}): {reply.error.message}"
             if reply.error.retryable or reply.error.code in RETRYABLE_CODES:
-                raise BuilderUnavailable(message, code=reply.error.code.value, retry_after=30)
-            raise TokenRefreshFailed(message, code=reply.error.code.value)
+                raise BuilderUnavailable(message, retry_after=30, cause=cause)
+            raise TokenRefreshFailed(message, cause=cause)
         if not isinstance(reply, ConnectionTokenRefreshed) or reply.connection_id != connection_id:
             raise TokenRefreshFailed(f"the Builder answered a refresh with {reply.message_type}")
         refreshed = reply
         try:
             token = self.connections.open_token(connection_id, refreshed)
         except SealingError as exc:
-            raise TokenRefreshFailed(str(exc), code=exc.code) from None
+            raise TokenRefreshFailed(str(exc), cause=exc.code) from None
         now = self.clock()
 
         def change(conn: Connection) -> Connection | None:

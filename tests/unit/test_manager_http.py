@@ -299,3 +299,25 @@ async def test_metrics_count_requests_by_route_template() -> None:
         text = await (await h.client.get("/metrics")).text()
         assert 'route="/v1/connections/{connection_id}"' in text and 'status="404"' in text
         assert "sfconnect_manager_commands_published_total" in text
+
+
+async def test_a_refresh_the_builder_refuses_is_a_502_problem_naming_the_builders_code() -> None:
+    from shared.contracts import CommandFailed, ErrorCode, ErrorDetail, RefreshConnectionToken
+
+    async with harness() as h:
+        key = await h.key()
+        created = await (await h.client.post("/v1/connections", json=CREATE_BODY, headers=auth(key))).json()
+        await h.activate(created["id"])
+
+        async def refused(command: Any) -> Any:
+            return CommandFailed(
+                connection_id=command.connection_id,
+                command_type=RefreshConnectionToken.message_type,
+                error=ErrorDetail(code=ErrorCode.AUTHORIZATION_REVOKED, message="invalid_grant: expired"),
+            )
+
+        h.rpc.answer = refused
+        r = await h.client.get(f"/v1/connections/{created['id']}/token?force_refresh=true", headers=auth(key))
+        body = await r.json()
+        assert_problem(r, body, 502, "token_refresh_failed")
+        assert body["cause"] == "authorization_revoked" and "invalid_grant" in body["detail"]

@@ -130,10 +130,10 @@ async def test_a_retryable_builder_failure_is_unavailable_and_a_permanent_one_is
     conn = await active_connection(w)
     with pytest.raises(BuilderUnavailable) as first:
         await w.tokens.for_connection(conn.id, force_refresh=True)
-    assert first.value.code == "salesforce_unavailable"
+    assert (first.value.code, first.value.cause) == ("builder_unavailable", "salesforce_unavailable")
     with pytest.raises(TokenRefreshFailed) as second:
         await w.tokens.for_connection(conn.id, force_refresh=True)
-    assert second.value.code == "authorization_revoked"
+    assert (second.value.code, second.value.cause) == ("token_refresh_failed", "authorization_revoked")
 
 
 async def test_an_older_refreshed_token_does_not_replace_the_stored_one() -> None:

@@ -66,6 +66,7 @@ def problem(
     detail: str,
     headers: dict[str, str] | None = None,
     errors: list[dict[str, object]] | None = None,
+    cause: str | None = None,
 ) -> web.Response:
     """An ``application/problem+json`` response with a stable ``type`` for ``code``."""
     body = Problem(
@@ -77,6 +78,7 @@ def problem(
         code=code,
         request_id=request.get(REQUEST_ID),
         errors=errors,  # type: ignore[arg-type]
+        cause=cause,
     )
     return web.json_response(
         body.model_dump(mode="json", exclude_none=True),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -166,4 +166,6 @@ class Problem(_Response):
     code: str
     request_id: str | None = None
     errors: list[FieldError] | None = None
-    checks: dict[str, Any] | None = None
+    cause: str | None = Field(
+        None, description="The Builder's error code behind a 502/503, when it sent one."
+    )
