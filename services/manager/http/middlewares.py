@@ -139,8 +139,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if status >= 500:
             log.warning("request failed", code=exc.code, status=status, detail=exc.message)
         errors = getattr(exc, "errors", None) if isinstance(exc, RequestValidationFailed) else None
+        cause = getattr(exc, "cause", None)
         return problem(
-            request, status=status, code=exc.code, detail=exc.message, headers=headers, errors=errors
+            request,
+            status=status,
+            code=exc.code,
+            detail=exc.message,
+            headers=headers,
+            errors=errors,
+            cause=cause,
         )
     except web.HTTPException as exc:
         if exc.status < 400:
