@@ -102,7 +102,7 @@ def build_app(
                 metrics=ctx.metrics,
             )
             handlers = Handlers(store, gateway, sealer, settings, holder, ctx.metrics, clock)
-            ctx.store, ctx.oauth, ctx.salesforce = store, oauth, gateway
+            ctx.store, ctx.oauth, ctx.salesforce, ctx.rest = store, oauth, gateway, rest
             ctx.readiness.append(store.ping)
             if consume:
                 connection = await connect(

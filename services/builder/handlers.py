@@ -24,6 +24,7 @@ from builder.settings import BuilderSettings
 from builder.store import ConnectionRecord, ConnectionStatus, IssuedReply, Store
 from shared.amqp import Delivery
 from shared.contracts import (
+    RETRYABLE_CODES,
     AppKind,
     AppSummary,
     CommandFailed,
@@ -82,7 +83,7 @@ def failure_reply(message: Any, delivery: Delivery, error: SfconnectError) -> Co
     return CommandFailed(
         connection_id=connection_id,
         command_type=getattr(message, "message_type", delivery.message_type or "unknown"),
-        error=ErrorDetail(code=code, message=text[:2000], retryable=error.retryable),
+        error=ErrorDetail(code=code, message=text[:2000], retryable=code in RETRYABLE_CODES),
     )
 
 
@@ -323,7 +324,8 @@ class Handlers:
             raise fail(
                 ErrorCode.PROPAGATION_TIMEOUT,
                 f"Salesforce still does not accept app {record.full_name} {waited:.0f}s after the request "
-                f"(last answer: {answer}); new apps can take longer to propagate: retry the connection later",
+                f"(last answer: {answer}); new apps can take longer to propagate: retry the connection later"
+                + ("; check JWT_AUDIENCE for this org's login host" if "audience" in answer else ""),
             )
         remaining = (first_attempt_at + limit - now).total_seconds()
         delay = min(

@@ -257,3 +257,71 @@ async def test_refresh_then_delete_and_no_secret_reaches_a_log_line(rig: Builder
     assert not re.search(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.", text), (
         "a JWT assertion appears in a log line"
     )
+
+
+async def test_a_connected_app_that_lost_its_admin_approval_on_create_fails_the_read_back(
+    make_rig: RigFactory,
+) -> None:
+    async with make_rig(org_knobs={"drop_admin_approval_on_create": True}) as rig:
+        await rig.authorize("acme")
+        reply = await failed(rig, rig.create("conn-pitfall", app_kind=AppKind.CONNECTED_APP))
+        assert reply.error.code is ErrorCode.APP_CREATION_FAILED
+        assert "not admin-approved" in reply.error.message
+        assert rig.sim.state.tokens.issued["jwt_bearer"] == 0, "no token is minted for an unverified app"
+
+
+async def test_auto_uses_a_connected_app_where_external_client_apps_are_off(make_rig: RigFactory) -> None:
+    async with make_rig(org_knobs={"eca_enabled": False}) as rig:
+        await rig.authorize("acme")
+        await rig.send(rig.create("conn-no-eca"))
+        reply = await rig.reply()
+        assert isinstance(reply, ConnectionCreated) and reply.app.kind is AppKind.CONNECTED_APP
+        async with rig.http.get(f"{rig.builder}/v1/orgs", headers=rig.admin) as resp:
+            support = (await resp.json())["orgs"][0]["app_kind_support"]
+        assert support == {"external_client_app": False, "connected_app": True}
+
+
+async def test_a_sandbox_org_gets_tokens_with_the_test_audience(rig: BuilderRig) -> None:
+    await rig.authorize("globex")
+    command = rig.create(
+        "conn-sandbox", username="etl+nightly@globex.example.dev", org_id=rig.org_id("globex")
+    )
+    await rig.send(command)
+    reply = await rig.reply()
+    assert isinstance(reply, ConnectionCreated), reply
+    assert str(reply.instance_url).rstrip("/") == rig.sim.org_url("globex")
+    record = await rig.db.connections.find_one({"_id": "conn-sandbox"})
+    assert record["audience"] == "https://test.salesforce.com"
+
+
+@pytest.mark.parametrize("refusal", ["license refuses the assignment", "token endpoint refuses the user"])
+async def test_a_user_who_cannot_be_preauthorized_gets_preauthorization_failed(
+    rig: BuilderRig, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    # The simulator has no switch for users outside an app's policy, so the live simulator state is told
+    # to refuse this one user, the way Salesforce does for a license that does not allow the permission set.
+    from salesforce_sim.state import RecordError
+
+    state = rig.sim.state
+    org = state.org("acme")
+    assert org is not None
+    target = org.user_by_username(OBRIEN)
+    assert target is not None
+    if refusal == "license refuses the assignment":
+        original = state.assign
+
+        def assign(o: Any, user_id: str, ps_id: str) -> Any:
+            if user_id[:15] == target.id[:15]:
+                raise RecordError(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "Can't assign permission set to user: the user license doesn't allow the permission",
+                    ["AssigneeId"],
+                )
+            return original(o, user_id, ps_id)
+
+        monkeypatch.setattr(state, "assign", assign)
+    else:
+        monkeypatch.setattr(org, "is_preauthorized", lambda user, app: user.id != target.id)
+    reply = await failed(rig, rig.create("conn-not-preauth", username=OBRIEN))
+    assert reply.error.code is ErrorCode.PREAUTHORIZATION_FAILED, reply
+    assert not reply.error.retryable

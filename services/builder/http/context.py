@@ -11,6 +11,7 @@ from aiohttp import web
 from builder.metrics import Metrics
 from builder.ports import SalesforcePort
 from builder.salesforce.oauth import OAuthClient
+from builder.salesforce.rest import RestApi
 from builder.settings import BuilderSettings
 from builder.store import Store
 from shared.contracts import utcnow
@@ -26,6 +27,7 @@ class HttpContext:
     store: Store | None = None
     oauth: OAuthClient | None = None
     salesforce: SalesforcePort | None = None
+    rest: RestApi | None = None
     readiness: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def require_store(self) -> Store:

@@ -16,6 +16,8 @@ from builder.http.context import CONTEXT, HttpContext
 from builder.http.middlewares import problem
 from builder.salesforce import oauth
 from builder.salesforce.errors import OAuthError
+from builder.salesforce.oauth import TokenResponse
+from builder.salesforce.rest import Access
 from builder.store import ObjectsCache, OrgAuthorization, PendingAuthorization, StateRejected
 from shared.contracts.commands import ORG_ID_PATTERN
 from shared.errors import InvalidInput, NotFound, SfconnectError
@@ -105,6 +107,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
         status = 503 if exc.retryable else 400
         return _page("Authorization failed", exc.message, status)
     scopes = token.scope.split()
+    is_sandbox = await _org_is_sandbox(ctx, token, pending.is_sandbox)
     if not token.refresh_token or not token.org_id:
         return _page(
             "Authorization failed",
@@ -117,7 +120,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
             user_id=token.user_id,
             instance_url=token.instance_url,
             login_url=pending.login_url,
-            is_sandbox=pending.is_sandbox,
+            is_sandbox=is_sandbox,
             scopes=scopes,
             refresh_token=token.refresh_token,
             access_token=token.access_token,
@@ -127,6 +130,18 @@ async def callback(request: web.Request) -> web.StreamResponse:
     return _page(
         "Builder authorized", f"The Builder is authorized in org {org.org_id} ({org.instance_url}).", 200
     )
+
+
+async def _org_is_sandbox(ctx: HttpContext, token: TokenResponse, assumed: bool) -> bool:
+    """Ask the org (Organization.IsSandbox): a sandbox reached through its My Domain says so itself."""
+    if ctx.rest is None:
+        return assumed
+    try:
+        answer = await ctx.rest.is_sandbox(Access(token.instance_url, token.access_token))
+    except SfconnectError as exc:
+        log.info("org type unreadable; keeping the login host's", reason=exc.code)
+        return assumed
+    return assumed if answer is None else answer
 
 
 async def list_orgs(request: web.Request) -> web.StreamResponse:

@@ -138,6 +138,11 @@ class RestApi:
             url = URL(access.instance_url.rstrip("/") + str(next_url))
         return records
 
+    async def is_sandbox(self, access: Access) -> bool | None:
+        """The org's own word on whether it is a sandbox (Organization.IsSandbox); None when unreadable."""
+        rows = await self.query(access, "SELECT Id, IsSandbox FROM Organization")
+        return bool(rows[0].get("IsSandbox")) if rows else None
+
     async def create(self, access: Access, sobject: str, fields: dict[str, Any]) -> str:
         """Insert one record and return its id."""
         resp = await self._call(
