@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import io
 import secrets
 import time
+import zipfile
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -118,3 +120,46 @@ def mint_jwt(
 
 def jwt_form(assertion: str) -> dict[str, str]:
     return {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
+
+
+MDNS = "http://soap.sforce.com/2006/04/metadata"
+PACKAGE = """<?xml version="1.0" encoding="UTF-8"?><Package xmlns="http://soap.sforce.com/2006/04/metadata">{types}<version>68.0</version></Package>"""
+
+
+def eca_zip(name: str, cert: str, *, permission_set: str = "Sales_Ops", with_policy: bool = True) -> bytes:
+    """A metadata-format deploy zip with the four External Client App files."""
+    files = {
+        f"externalClientApps/{name}.eca": (
+            "ExternalClientApplication",
+            name,
+            f"<contactEmail>admin@acme.example</contactEmail><distributionState>Local</distributionState><isProtected>false</isProtected><label>{name}</label>",
+        ),
+        f"extlClntAppGlobalOauthSets/{name}_glbloauth.ecaGlblOauth": (
+            "ExtlClntAppGlobalOauthSettings",
+            f"{name}_glbloauth",
+            f"<callbackUrl>https://builder.example/cb</callbackUrl><certificate>{cert}</certificate><externalClientApplication>{name}</externalClientApplication><isPkceRequired>false</isPkceRequired><label>{name} global</label>",
+        ),
+        f"extlClntAppOauthSettings/{name}_oauth.ecaOauth": (
+            "ExtlClntAppOauthSettings",
+            f"{name}_oauth",
+            f"<commaSeparatedOauthScopes>Api, RefreshToken</commaSeparatedOauthScopes><externalClientApplication>{name}</externalClientApplication><label>{name} oauth</label>",
+        ),
+    }
+    if with_policy:
+        files[f"extlClntAppOauthPolicies/{name}_oauthPlcy.ecaOauthPlcy"] = (
+            "ExtlClntAppOauthConfigurablePolicies",
+            f"{name}_oauthPlcy",
+            f"<commaSeparatedPermissionSet>{permission_set}</commaSeparatedPermissionSet><externalClientApplication>{name}</externalClientApplication><label>{name} policy</label><permittedUsersPolicyType>AdminApprovedPreAuthorized</permittedUsersPolicyType>",
+        )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        types = "".join(
+            f"<types><members>{m}</members><name>{t}</name></types>" for t, m, _ in files.values()
+        )
+        archive.writestr("package.xml", PACKAGE.format(types=types))
+        for path, (type_name, _member, body) in files.items():
+            archive.writestr(
+                path,
+                f'<?xml version="1.0" encoding="UTF-8"?><{type_name} xmlns="{MDNS}">{body}</{type_name}>',
+            )
+    return buf.getvalue()

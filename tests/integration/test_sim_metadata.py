@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from tests.integration.sim_support import (
     BUILDER_ID,
     BUILDER_SECRET,
     CALLBACK,
+    eca_zip,
     jwt_form,
     make_cert,
     mint_jwt,
@@ -36,7 +36,6 @@ pytestmark = pytest.mark.integration
 KEY, CERT = make_cert()
 LOGIN = "https://login.salesforce.com"
 BOT = "integration+bot@acme.example"
-MDNS = "http://soap.sforce.com/2006/04/metadata"
 
 
 @dataclass
@@ -144,47 +143,6 @@ def _assign_sales_ops(sf: Salesforce, username: str = BOT) -> None:
     sf.PermissionSetAssignment.create({"AssigneeId": user, "PermissionSetId": ps})
 
 
-PACKAGE = """<?xml version="1.0" encoding="UTF-8"?><Package xmlns="http://soap.sforce.com/2006/04/metadata">{types}<version>68.0</version></Package>"""
-
-
-def eca_zip(name: str, *, permission_set: str = "Sales_Ops", with_policy: bool = True) -> bytes:
-    files = {
-        f"externalClientApps/{name}.eca": (
-            "ExternalClientApplication",
-            name,
-            f"<contactEmail>admin@acme.example</contactEmail><distributionState>Local</distributionState><isProtected>false</isProtected><label>{name}</label>",
-        ),
-        f"extlClntAppGlobalOauthSets/{name}_glbloauth.ecaGlblOauth": (
-            "ExtlClntAppGlobalOauthSettings",
-            f"{name}_glbloauth",
-            f"<callbackUrl>https://builder.example/cb</callbackUrl><certificate>{CERT}</certificate><externalClientApplication>{name}</externalClientApplication><isPkceRequired>false</isPkceRequired><label>{name} global</label>",
-        ),
-        f"extlClntAppOauthSettings/{name}_oauth.ecaOauth": (
-            "ExtlClntAppOauthSettings",
-            f"{name}_oauth",
-            f"<commaSeparatedOauthScopes>Api, RefreshToken</commaSeparatedOauthScopes><externalClientApplication>{name}</externalClientApplication><label>{name} oauth</label>",
-        ),
-    }
-    if with_policy:
-        files[f"extlClntAppOauthPolicies/{name}_oauthPlcy.ecaOauthPlcy"] = (
-            "ExtlClntAppOauthConfigurablePolicies",
-            f"{name}_oauthPlcy",
-            f"<commaSeparatedPermissionSet>{permission_set}</commaSeparatedPermissionSet><externalClientApplication>{name}</externalClientApplication><label>{name} policy</label><permittedUsersPolicyType>AdminApprovedPreAuthorized</permittedUsersPolicyType>",
-        )
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        types = "".join(
-            f"<types><members>{m}</members><name>{t}</name></types>" for t, m, _ in files.values()
-        )
-        archive.writestr("package.xml", PACKAGE.format(types=types))
-        for path, (type_name, _member, body) in files.items():
-            archive.writestr(
-                path,
-                f'<?xml version="1.0" encoding="UTF-8"?><{type_name} xmlns="{MDNS}">{body}</{type_name}>',
-            )
-    return buf.getvalue()
-
-
 def _deploy(sf: Salesforce, data: bytes) -> dict[str, Any]:
     started = sf.deploy(io.BytesIO(data), sandbox=False, testLevel="NoTestRun", tests="")
     assert started["state"] == "Queued"
@@ -248,7 +206,7 @@ def test_a_blocked_org_refuses_connected_apps_but_deploys_external_client_apps(s
     sf = sim.salesforce()
     with pytest.raises(Exception, match=r"FIELD_INTEGRITY_EXCEPTION, Connected App creation is restricted"):
         sf.mdapi.ConnectedApp.create([_connected_app(sf.mdapi, "Blocked_App")])
-    result = _deploy(sf, eca_zip("Acme_Eca"))
+    result = _deploy(sf, eca_zip("Acme_Eca", CERT))
     assert result["state"] == "Succeeded", result
     assert result["deployment_detail"]["deployed_count"] == "4"
     glbl = sf.mdapi.ExtlClntAppGlobalOauthSettings.read(["Acme_Eca_glbloauth"])
@@ -267,7 +225,7 @@ def test_a_blocked_org_refuses_connected_apps_but_deploys_external_client_apps(s
 
 def test_a_failed_deploy_rolls_everything_back(sim: Sim) -> None:
     sf = sim.salesforce()
-    result = _deploy(sf, eca_zip("Broken_Eca", permission_set="No_Such_Set"))
+    result = _deploy(sf, eca_zip("Broken_Eca", CERT, permission_set="No_Such_Set"))
     assert result["state"] == "Failed"
     errors = result["deployment_detail"]["errors"]
     assert errors == [
@@ -284,7 +242,7 @@ def test_a_failed_deploy_rolls_everything_back(sim: Sim) -> None:
 
 def test_the_oauth_policies_are_generated_when_omitted(sim: Sim) -> None:
     sf = sim.salesforce()
-    assert _deploy(sf, eca_zip("Plain_Eca", with_policy=False))["state"] == "Succeeded"
+    assert _deploy(sf, eca_zip("Plain_Eca", CERT, with_policy=False))["state"] == "Succeeded"
     policy = sf.mdapi.ExtlClntAppOauthConfigurablePolicies.read(["Plain_Eca_oauthPlcy"])
     assert policy.permittedUsersPolicyType == "AllSelfAuthorized"
 
@@ -293,7 +251,7 @@ def test_propagation_delay_applies_to_a_deployed_external_client_app(sim: Sim) -
     sim.admin("PATCH", "/orgs/acme", {"propagation_delay_seconds": 300})
     sf = sim.salesforce()
     _assign_sales_ops(sf)
-    assert _deploy(sf, eca_zip("Slow_Eca"))["state"] == "Succeeded"
+    assert _deploy(sf, eca_zip("Slow_Eca", CERT))["state"] == "Succeeded"
     key = sf.mdapi.ExtlClntAppGlobalOauthSettings.read(["Slow_Eca_glbloauth"]).consumerKey
     early = sim.jwt(key)
     assert (early.status_code, early.json()["error"]) == (400, "invalid_client_id")
@@ -304,7 +262,7 @@ def test_propagation_delay_applies_to_a_deployed_external_client_app(sim: Sim) -
 def test_deleting_an_external_client_app_cascades_and_revokes_its_tokens(sim: Sim) -> None:
     sf = sim.salesforce()
     _assign_sales_ops(sf)
-    assert _deploy(sf, eca_zip("Gone_Eca"))["state"] == "Succeeded"
+    assert _deploy(sf, eca_zip("Gone_Eca", CERT))["state"] == "Succeeded"
     key = sf.mdapi.ExtlClntAppGlobalOauthSettings.read(["Gone_Eca_glbloauth"]).consumerKey
     token = sim.jwt(key).json()["access_token"]
     sf.mdapi.ExternalClientApplication.delete(["Gone_Eca"])
@@ -367,7 +325,7 @@ def test_a_zeep_built_deploy_is_schema_valid_end_to_end(sim: Sim) -> None:
         singlePackage=True,
         testLevel="NoTestRun",
     )
-    started = service.deploy(ZipFile=eca_zip("Zeep_Eca"), DeployOptions=options, _soapheaders=[header])
+    started = service.deploy(ZipFile=eca_zip("Zeep_Eca", CERT), DeployOptions=options, _soapheaders=[header])
     assert (started.done, started.state) == (False, "Queued")
     reply = service.checkDeployStatus(asyncProcessId=started.id, includeDetails=True, _soapheaders=[header])
     result = reply.body.result  # checkDeployStatus declares an output header, so zeep answers {header, body}
