@@ -278,7 +278,9 @@ async def test_readiness_is_503_when_a_dependency_is_down() -> None:
         assert r.status == 200 and (await r.json())["checks"] == {"database": "up", "broker": "up"}
         state["database"] = False
         r = await h.client.get("/readyz")
-        assert r.status == 503 and (await r.json())["checks"]["database"] == "down"
+        body = await r.json()
+        assert_problem(r, body, 503, "not_ready")
+        assert body["checks"] == {"database": "down", "broker": "up"} and r.headers["Retry-After"] == "5"
 
 
 async def test_request_ids_are_echoed_or_made() -> None:

@@ -17,7 +17,7 @@ from manager.errors import (
     TokenRefreshFailed,
     Unauthenticated,
 )
-from manager.http.problems import RequestValidationFailed, UnsupportedMediaType
+from manager.http.problems import NotReady, RequestValidationFailed, UnsupportedMediaType
 from manager.http.routes import ROUTE_BY_NAME
 from manager.http.schemas import Problem
 from manager.http.state import COMPONENTS, METRICS, PRINCIPAL, REQUEST_ID
@@ -67,6 +67,7 @@ def problem(
     headers: dict[str, str] | None = None,
     errors: list[dict[str, object]] | None = None,
     cause: str | None = None,
+    checks: dict[str, str] | None = None,
 ) -> web.Response:
     """An ``application/problem+json`` response with a stable ``type`` for ``code``."""
     body = Problem(
@@ -79,6 +80,7 @@ def problem(
         request_id=request.get(REQUEST_ID),
         errors=errors,  # type: ignore[arg-type]
         cause=cause,
+        checks=checks,  # type: ignore[arg-type]
     )
     return web.json_response(
         body.model_dump(mode="json", exclude_none=True),
@@ -140,6 +142,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.warning("request failed", code=exc.code, status=status, detail=exc.message)
         errors = getattr(exc, "errors", None) if isinstance(exc, RequestValidationFailed) else None
         cause = getattr(exc, "cause", None)
+        checks = exc.checks if isinstance(exc, NotReady) else None
         return problem(
             request,
             status=status,
@@ -148,6 +151,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers=headers,
             errors=errors,
             cause=cause,
+            checks=checks,
         )
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -29,6 +29,10 @@ _STATUS_TEXT = {
     502: "The Builder reported a failure",
     503: "A dependency (database, broker, Builder) is unavailable; see Retry-After",
 }
+_HEADERS = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge."}},
+    503: {"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "Seconds to wait."}},
+}
 _PATH_PARAMS = {
     "connection_id": {"type": "string", "pattern": CONNECTION_ID.pattern, "maxLength": 64},
     "name": {"type": "string", "pattern": SLUG, "maxLength": 63},
@@ -97,6 +101,8 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
     statuses = set(route.errors) | ({401, 403} if route.scope is not None else set())
     for status in sorted(statuses):
         responses[str(status)] = {"description": _STATUS_TEXT[status], "content": problem}
+        if status in _HEADERS:
+            responses[str(status)]["headers"] = _HEADERS[status]
     op["responses"] = responses
     if route.scope is not None:
         op["security"] = [{"bearerApiKey": [route.scope.value]}, {"headerApiKey": [route.scope.value]}]

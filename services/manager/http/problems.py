@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, RetryableError
 
 
 class UnsupportedMediaType(InvalidInput):
@@ -35,3 +35,14 @@ class RequestValidationFailed(InvalidInput):
         ]
         fields = ", ".join(".".join(str(p) for p in e["loc"]) or "(body)" for e in self.errors)
         super().__init__(f"the {what} does not match its schema: {fields}")
+
+
+class NotReady(RetryableError):
+    """A dependency (database, broker) does not answer; ``checks`` says which."""
+
+    code = "not_ready"
+
+    def __init__(self, checks: dict[str, str]) -> None:
+        down = ", ".join(name for name, state in checks.items() if state != "up")
+        super().__init__(f"not ready: {down} down", retry_after=5)
+        self.checks = checks

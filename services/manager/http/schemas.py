@@ -145,7 +145,7 @@ class TokenOut(_Response):
 
 
 class Health(_Response):
-    status: Literal["ok", "ready", "not_ready"]
+    status: Literal["ok", "ready"]
     checks: dict[str, Literal["up", "down"]] = Field(default_factory=dict)
 
 
@@ -166,6 +166,7 @@ class Problem(_Response):
     code: str
     request_id: str | None = None
     errors: list[FieldError] | None = None
+    checks: dict[str, Literal["up", "down"]] | None = Field(None, description="Readiness: each dependency.")
     cause: str | None = Field(
         None, description="The Builder's error code behind a 502/503, when it sent one."
     )

@@ -12,7 +12,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from manager.http.problems import InvalidJson, InvalidParameter, RequestValidationFailed, UnsupportedMediaType
+from manager.http.problems import (
+    InvalidJson,
+    InvalidParameter,
+    NotReady,
+    RequestValidationFailed,
+    UnsupportedMediaType,
+)
 from manager.http.schemas import (
     SLUG,
     AssociateIntegrationRequest,
@@ -196,10 +202,9 @@ async def readyz(request: web.Request) -> web.Response:
             checks[name] = "up" if await check() else "down"
         except Exception:
             checks[name] = "down"
-    ready = all(v == "up" for v in checks.values())
-    return _json(
-        Health(status="ready" if ready else "not_ready", checks=checks), status=200 if ready else 503
-    )
+    if any(v != "up" for v in checks.values()):
+        raise NotReady(checks)
+    return _json(Health(status="ready", checks=checks))
 
 
 async def metrics(request: web.Request) -> web.Response:
