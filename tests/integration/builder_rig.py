@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -186,7 +187,7 @@ async def builder_rig(
             channel = await amqp.channel()
             replies = await topology.declare_queue(channel, topology.replies_queue)
             async with aiohttp.ClientSession() as http:
-                yield BuilderRig(
+                rig = BuilderRig(
                     builder=f"http://127.0.0.1:{port}",
                     sim=sim,
                     settings=settings,
@@ -200,6 +201,8 @@ async def builder_rig(
                     logs=logs,
                     keyring=Keyring.parse(f"k1:{key}"),
                 )
+                yield rig
+            assert_no_secret_shapes(logs.getvalue())
         finally:
             await server.close()
             cleanup = await amqp.channel()
@@ -210,3 +213,21 @@ async def builder_rig(
 
 def running(rig: BuilderRig) -> Any:
     return rig.app[RUNNING]
+
+
+_SECRET_SHAPES = {
+    "a Salesforce session token": re.compile(r"00D[A-Za-z0-9]{12,15}![A-Za-z0-9._\-]{10,}"),
+    "a JWT (assertion)": re.compile(r"eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}"),
+    "a PEM block": re.compile(r"-----BEGIN [A-Z ]+-----"),
+    "a refresh token": re.compile(r"5Aep861[A-Za-z0-9._\-]{10,}"),
+    "an authorization code": re.compile(r"code=aPrx"),
+}
+
+
+def assert_no_secret_shapes(text: str) -> None:
+    """Every Builder test ends by scanning what the Builder logged for anything shaped like a secret."""
+    for what, pattern in _SECRET_SHAPES.items():
+        found = pattern.search(text)
+        assert found is None, (
+            f"{what} appears in the Builder's logs: ...{text[max(0, found.start() - 80) : found.end()]}"
+        )

@@ -24,7 +24,7 @@ PUBLIC_PATHS = frozenset({"/v1/salesforce/authorize", "/v1/salesforce/callback",
 STATUS_BY_CODE = {
     "invalid_input": 400,
     "invalid_state": 400,
-    "unauthorized": 401,
+    "unauthenticated": 401,
     "not_found": 404,
     ErrorCode.ORG_NOT_AUTHORIZED.value: 404,
     ErrorCode.AUTHORIZATION_REVOKED.value: 409,
@@ -39,7 +39,7 @@ STATUS_BY_CODE = {
 def problem(status: int, code: str, detail: str, *, instance: str = "", title: str = "") -> web.Response:
     """An ``application/problem+json`` response (RFC 9457) with our stable ``code`` as an extension."""
     body = {
-        "type": f"urn:sfconnect:error:{code}",
+        "type": f"https://sfconnect.dev/problems/{code}",
         "title": title or code.replace("_", " "),
         "status": status,
         "detail": redact_text(detail),
@@ -90,7 +90,7 @@ async def admin_key(request: web.Request, handler: Handler) -> web.StreamRespons
     if not given or not hmac.compare_digest(_digest(given), _digest(expected)):
         response = problem(
             401,
-            "unauthorized",
+            "unauthenticated",
             "send the admin API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
             instance=request.path,
         )
