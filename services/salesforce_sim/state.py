@@ -185,13 +185,12 @@ class SimState:
             record = mdtypes.from_json("ConnectedApp", data)
         except SoapFault as fault:
             raise RecordError("INVALID_FIELD", fault.message) from None
-        apps.save(self, org, "ConnectedApp", record, "create", preexisting=True)
-        found = org.apps.get(record["fullName"])
-        if found is None:
+        if not isinstance(record.get("oauthConfig"), dict):
             raise RecordError(
                 "REQUIRED_FIELD_MISSING", "A connected app needs an oauthConfig", ["oauthConfig"]
             )
-        return found
+        apps.save(self, org, "ConnectedApp", record, "create", preexisting=True)
+        return org.apps[record["fullName"]]
 
     def org(self, key: str) -> Org | None:
         return self.orgs.get(key)

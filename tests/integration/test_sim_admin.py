@@ -315,3 +315,23 @@ def test_a_bad_state_file_is_a_clear_startup_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "invalid simulator state file" in done.stderr and "key" in done.stderr
+
+
+async def test_installing_a_connected_app_checks_it_like_the_metadata_api(sim, http) -> None:
+    base = {"fullName": "Checked", "label": "C", "contactEmail": "a@acme.example"}
+    body = await _admin(http, sim, "POST", "/orgs/acme/connected-apps", {**base, "bogus": 1}, status=400)
+    assert body["statusCode"] == "INVALID_FIELD" and "bogus" in body["error"]
+    body = await _admin(http, sim, "POST", "/orgs/acme/connected-apps", base, status=400)
+    assert "oauthConfig" in body["error"]
+    assert sim.state.org("acme").metadata.get("ConnectedApp", {}) == {}
+    sim.state.org("acme").knobs.connected_apps_blocked = True  # pre-existing apps are not new creations
+    oauth = {"callbackUrl": "https://c.example/cb", "scopes": ["Api"]}
+    app = await _admin(
+        http,
+        sim,
+        "POST",
+        "/orgs/acme/connected-apps",
+        {**base, "fullName": "Old_App", "oauthConfig": oauth},
+        status=201,
+    )
+    assert app["kind"] == "connected_app" and app["consumerKey"].startswith("3MVG9")

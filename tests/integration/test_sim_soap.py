@@ -257,3 +257,45 @@ async def test_injected_5xx_reach_soap_callers_too(soap) -> None:
         "<met:readMetadata><met:type>ConnectedApp</met:type><met:fullNames>A</met:fullNames></met:readMetadata>"
     )
     assert status == 200 and re.search(rb"<records/>", etree.tostring(doc))
+
+
+def _eca_part(type_name: str, name: str, fields: str) -> str:
+    return (
+        f'<met:metadata xsi:type="met:{type_name}"><met:fullName>{name}</met:fullName>{fields}</met:metadata>'
+    )
+
+
+async def test_external_client_apps_can_also_be_made_with_create_metadata_unless_disabled(soap) -> None:
+    client, _ = soap
+    eca = _eca_part(
+        "ExternalClientApplication",
+        "Crud_Eca",
+        "<met:contactEmail>a@acme.example</met:contactEmail><met:label>Crud</met:label>",
+    )
+    client.sim.state.org("acme").knobs.eca_enabled = False
+    _, doc = await client.call(f"<met:createMetadata>{eca}</met:createMetadata>")
+    assert doc.findtext(".//m:statusCode", namespaces=NS) == "INVALID_TYPE"
+    client.sim.state.org("acme").knobs.eca_enabled = True
+    _, doc = await client.call(f"<met:createMetadata>{eca}</met:createMetadata>")
+    assert doc.findtext(".//m:success", namespaces=NS) == "true"
+    glbl = _eca_part(
+        "ExtlClntAppGlobalOauthSettings",
+        "Crud_Eca_glbloauth",
+        f"<met:callbackUrl>https://c.example/cb</met:callbackUrl><met:certificate>{CERT}</met:certificate>"
+        "<met:consumerKey>CrudEcaConsumerKey01</met:consumerKey><met:externalClientApplication>Crud_Eca</met:externalClientApplication>",
+    )
+    _, doc = await client.call(f"<met:createMetadata>{glbl}</met:createMetadata>")
+    assert doc.findtext(".//m:success", namespaces=NS) == "true"
+    app = client.sim.state.org("acme").apps["Crud_Eca"]
+    assert (
+        app.consumer_key == "CrudEcaConsumerKey01" and app.admin_approved is False
+    )  # generated policy: self-authorized
+    _, doc = await client.call(
+        "<met:deleteMetadata><met:type>ExternalClientApplication</met:type><met:fullNames>Crud_Eca</met:fullNames></met:deleteMetadata>"
+    )
+    assert doc.findtext(".//m:success", namespaces=NS) == "true"
+    assert client.sim.state.org("acme").metadata == {
+        "ExternalClientApplication": {},
+        "ExtlClntAppGlobalOauthSettings": {},
+        "ExtlClntAppOauthConfigurablePolicies": {},
+    }
