@@ -10,12 +10,15 @@ from datetime import datetime, timedelta
 from manager.domain import CommandRecord, Connection, ConnectionStatus
 from manager.metrics import Metrics
 from manager.ports import Clock, CommandPublisher
-from manager.repository import ConnectionRepository
+from manager.repository import ConnectionRepository, update_with_cas
 from shared.contracts import Contract, CreateConnection, DeleteConnection
 from shared.logging import get_logger
 from shared.sealing import Opener
 
 log = get_logger("manager.outbox")
+
+MAX_ATTEMPTS = 30  # with PENDING_REPUBLISH_SECONDS=120: about an hour without an answer
+NO_REPLY = "builder_no_reply"
 
 
 class Outbox:
@@ -32,6 +35,7 @@ class Outbox:
         publish_grace: timedelta,
         republish_after: timedelta,
         clock: Clock,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.repo = repo
         self.publisher = publisher
@@ -41,6 +45,7 @@ class Outbox:
         self.publish_grace = publish_grace
         self.republish_after = republish_after
         self.clock = clock
+        self.max_attempts = max_attempts
 
     def command_for(self, conn: Connection) -> Contract:
         """The command a connection's outbox entry stands for (rebuilt from the connection)."""
@@ -79,6 +84,25 @@ class Outbox:
         except Exception as exc:  # the command is out; at worst the sweeper publishes it once more
             log.warning("could not mark command published", connection_id=conn.id, error=type(exc).__name__)
 
+    async def _give_up(self, conn: Connection, now: datetime) -> None:
+        """The Builder never answered: record that on the connection instead of publishing forever."""
+        assert conn.command is not None
+        attempts, kind, expected = conn.command.attempts, conn.command.type, conn.command.message_id
+        message = f"the Builder did not answer {kind} after {attempts} attempts"
+
+        def change(current: Connection) -> Connection | None:
+            if current.command is None or current.command.message_id != expected:
+                return None  # answered or re-published meanwhile
+            if current.status is ConnectionStatus.PENDING:
+                return current.fail(code=NO_REPLY, message=message, now=now)
+            return current.delete_failed(code=NO_REPLY, message=message, now=now)
+
+        _, changed = await update_with_cas(self.repo, conn.id, change)
+        if changed:
+            log.warning(
+                "gave up on an unanswered command", connection_id=conn.id, type=kind, attempts=attempts
+            )
+
     def record(self, kind: str, now: datetime) -> CommandRecord:
         """A new outbox entry for a command of type ``kind``, with its message id."""
         return CommandRecord(message_id=str(uuid.uuid4()), type=kind, recorded_at=now)
@@ -92,6 +116,9 @@ class Outbox:
         sent = 0
         for conn in due:
             assert conn.command is not None
+            if conn.command.published_at is not None and conn.command.attempts >= self.max_attempts:
+                await self._give_up(conn, now)
+                continue
             message_id = str(uuid.uuid4())
             if not await self.repo.claim_command(
                 conn.id, conn.command.message_id, new_message_id=message_id, now=now

@@ -18,8 +18,9 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeou
 
 from manager.documents import connection_from_doc, connection_to_doc
 from manager.domain import Connection, ConnectionStatus
-from manager.errors import ConcurrentUpdate, NameTaken, StoreUnavailable
+from manager.errors import ConcurrentUpdate, ConnectionNotFound, NameTaken, StoreUnavailable
 
+CAS_ATTEMPTS = 20
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -82,6 +83,25 @@ class ConnectionRepository(Protocol):
         self, *, active_kid: str, after: str | None, limit: int
     ) -> list[RotationItem]: ...
     async def replace_ciphertext(self, item: RotationItem, new_ciphertext: str) -> bool: ...
+
+
+async def update_with_cas(
+    repo: ConnectionRepository, connection_id: str, change: Callable[[Connection], Connection | None]
+) -> tuple[Connection, bool]:
+    """Apply ``change`` by compare-and-set, re-reading on conflict; returns (connection, changed)."""
+    for _ in range(CAS_ATTEMPTS):
+        current = await repo.get(connection_id)
+        if current is None:
+            raise ConnectionNotFound(f"no connection with id {connection_id!r}")
+        updated = change(current)
+        if updated is None:
+            return current, False
+        try:
+            await repo.save(updated, expected_version=current.version)
+        except ConcurrentUpdate:
+            continue
+        return updated, True
+    raise ConcurrentUpdate(f"connection {connection_id} kept changing; gave up after {CAS_ATTEMPTS} tries")
 
 
 class IntegrationRepository(Protocol):

@@ -7,7 +7,6 @@ broker only through the ports below.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +18,6 @@ from manager.domain import (
     StoredToken,
 )
 from manager.errors import (
-    ConcurrentUpdate,
     ConnectionNotActive,
     ConnectionNotFound,
     IntegrationNotFound,
@@ -28,7 +26,7 @@ from manager.errors import (
 from manager.metrics import Metrics
 from manager.outbox import Outbox
 from manager.ports import Clock, CommandPublisher, utc_now_ms
-from manager.repository import ConnectionRepository, Integration, IntegrationRepository
+from manager.repository import ConnectionRepository, Integration, IntegrationRepository, update_with_cas
 from shared.contracts import (
     CommandFailed,
     ConnectionCreated,
@@ -43,8 +41,6 @@ from shared.logging import get_logger
 from shared.sealing import Opener, SealingError
 
 log = get_logger("manager.services")
-
-_CAS_ATTEMPTS = 20
 
 
 def new_connection_id(now: datetime) -> str:
@@ -62,25 +58,6 @@ class NewConnection:
     admin_email: str
     label: str
     app_kind: str
-
-
-async def update_with_cas(
-    repo: ConnectionRepository, connection_id: str, change: Callable[[Connection], Connection | None]
-) -> tuple[Connection, bool]:
-    """Apply ``change`` by compare-and-set, re-reading on conflict; returns (connection, changed)."""
-    for _ in range(_CAS_ATTEMPTS):
-        current = await repo.get(connection_id)
-        if current is None:
-            raise ConnectionNotFound(f"no connection with id {connection_id!r}")
-        updated = change(current)
-        if updated is None:
-            return current, False
-        try:
-            await repo.save(updated, expected_version=current.version)
-        except ConcurrentUpdate:
-            continue
-        return updated, True
-    raise ConcurrentUpdate(f"connection {connection_id} kept changing; gave up after {_CAS_ATTEMPTS} tries")
 
 
 class ConnectionService:

@@ -22,7 +22,8 @@ from manager.errors import (
     TokenRefreshFailed,
 )
 from manager.ports import Clock, RpcCaller, utc_now_ms
-from manager.services import ConnectionService, update_with_cas
+from manager.repository import update_with_cas
+from manager.services import ConnectionService
 from shared.contracts import RETRYABLE_CODES, CommandFailed, ConnectionTokenRefreshed, RefreshConnectionToken
 from shared.errors import RetryableError
 from shared.logging import get_logger

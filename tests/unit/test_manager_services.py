@@ -229,3 +229,18 @@ async def test_pages_follow_creation_order_and_end_with_no_cursor() -> None:
     third, cursor3 = await w.connections.page(limit=2, after=cursor2)
     assert [c.id for c in first + second + third] == ids
     assert cursor3 is None
+
+
+async def test_a_command_the_builder_never_answers_is_given_up_after_its_attempts() -> None:
+    from manager.outbox import MAX_ATTEMPTS, NO_REPLY
+
+    w = make_world()
+    conn = await w.connections.create(new_connection())
+    for _ in range(MAX_ATTEMPTS + 1):
+        w.clock.advance(121)
+        await w.connections.sweep_once()
+    assert len(w.publisher.sent) == MAX_ATTEMPTS
+    stored = await w.repo.get(conn.id)
+    assert stored is not None and stored.status is ConnectionStatus.FAILED
+    assert stored.error is not None and stored.error.code == NO_REPLY
+    assert str(MAX_ATTEMPTS) in stored.error.message
