@@ -65,6 +65,7 @@ class BuilderRig:
     db: Any
     logs: io.StringIO
     keyring: Keyring
+    server: TestServer
     opener: Opener = field(default_factory=lambda: Opener.parse(RECIPIENT_PRIVATE))
 
     @property
@@ -200,6 +201,7 @@ async def builder_rig(
                     db=mongo[database],
                     logs=logs,
                     keyring=Keyring.parse(f"k1:{key}"),
+                    server=server,
                 )
                 yield rig
             assert_no_secret_shapes(logs.getvalue())

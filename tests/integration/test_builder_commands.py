@@ -21,7 +21,7 @@ from shared.contracts import (
     ErrorCode,
     RefreshConnectionToken,
 )
-from tests.integration.builder_rig import BOT, FORMER, OBRIEN, BuilderRig, builder_rig
+from tests.integration.builder_rig import BOT, FORMER, OBRIEN, BuilderRig, builder_rig, running
 
 pytestmark = pytest.mark.integration
 RigFactory = Callable[..., AbstractAsyncContextManager[BuilderRig]]
@@ -325,3 +325,25 @@ async def test_a_user_who_cannot_be_preauthorized_gets_preauthorization_failed(
     reply = await failed(rig, rig.create("conn-not-preauth", username=OBRIEN))
     assert reply.error.code is ErrorCode.PREAUTHORIZATION_FAILED, reply
     assert not reply.error.retryable
+
+
+async def test_stopping_the_builder_finishes_the_command_in_flight_before_closing(
+    make_rig: RigFactory,
+) -> None:
+    async with make_rig() as rig:
+        await rig.authorize("acme")
+        await rig.knobs("acme", latency_ms=250)
+        await rig.send(rig.create("conn-drain"))
+        consumer = running(rig).consumer
+        for _ in range(500):  # up to 10 s
+            if consumer.in_flight:
+                break
+            await asyncio.sleep(0.02)
+        assert consumer.in_flight == 1, "the create is being handled"
+        await rig.server.close()  # what SIGTERM does: stop serving, drain the consumer, close
+        assert consumer.in_flight == 0
+        reply = await rig.reply(5)
+        assert isinstance(reply, ConnectionCreated), reply
+        channel = await rig.amqp.channel()
+        queue = await channel.declare_queue(rig.topology.builder_queue, passive=True)
+        assert queue.declaration_result.message_count == 0, "the command was acked, not left for redelivery"

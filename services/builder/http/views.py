@@ -137,6 +137,13 @@ async def _org_is_sandbox(ctx: HttpContext, token: TokenResponse, assumed: bool)
     if ctx.rest is None:
         return assumed
     try:
+        served = {v.get("version") for v in await ctx.rest.versions(token.instance_url)}
+        if ctx.settings.salesforce_api_version not in served:
+            log.warning(
+                "the org does not serve the pinned API version; set SALESFORCE_API_VERSION",
+                pinned=ctx.settings.salesforce_api_version,
+                newest=max(served, key=lambda v: float(v or 0), default=None),
+            )
         answer = await ctx.rest.is_sandbox(Access(token.instance_url, token.access_token))
     except SfconnectError as exc:
         log.info("org type unreadable; keeping the login host's", reason=exc.code)
