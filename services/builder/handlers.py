@@ -13,7 +13,9 @@ from typing import Any
 from pydantic import HttpUrl
 
 from builder import provisioning
+from builder.failures import failure_reply
 from builder.metrics import Metrics
+from builder.minting import MAX_PROPAGATION_DELAY, Minter, PropagationPending
 from builder.ports import SalesforcePort
 from builder.provisioning import CA, ECA, AppCreator, fail, step
 from builder.salesforce import apps, certs
@@ -24,10 +26,8 @@ from builder.settings import BuilderSettings
 from builder.store import ConnectionRecord, ConnectionStatus, IssuedReply, Store
 from shared.amqp import Delivery
 from shared.contracts import (
-    RETRYABLE_CODES,
     AppKind,
     AppSummary,
-    CommandFailed,
     ConnectionCreated,
     ConnectionDeleted,
     ConnectionTokenRefreshed,
@@ -35,69 +35,21 @@ from shared.contracts import (
     CreateConnection,
     DeleteConnection,
     ErrorCode,
-    ErrorDetail,
     RefreshConnectionToken,
     SealedToken,
     utcnow,
 )
 from shared.errors import RetryableError, SfconnectError
-from shared.logging import get_logger, redact_text
+from shared.logging import get_logger
 from shared.sealing import Sealer
 
 log = get_logger(__name__)
-MAX_PROPAGATION_DELAY = 120.0
-_PROPAGATING = ("user hasn't approved", "audience is invalid", "audience validation")
-_ERROR_CODES = {c.value for c in ErrorCode}
-_ALIASES = {
-    "propagation_pending": ErrorCode.PROPAGATION_TIMEOUT,
-    "unknown_recipient_key": ErrorCode.INVALID_COMMAND,
-    "invalid_input": ErrorCode.INVALID_COMMAND,
-}
-
-
-class PropagationPending(RetryableError):
-    """The new app is not accepted by the token endpoint yet: try again after ``retry_after``."""
-
-    code = "propagation_pending"
 
 
 class ConnectionBusy(RetryableError):
     """Another delivery of a command for this connection is being handled right now."""
 
     code = "connection_busy"
-
-
-def failure_reply(message: Any, delivery: Delivery, error: SfconnectError) -> Contract | None:
-    """The CommandFailed for any error: a stable code, an actionable message, whether retrying may help."""
-    connection_id = getattr(message, "connection_id", None)
-    if not connection_id:
-        return None
-    code = (
-        ErrorCode(error.code)
-        if error.code in _ERROR_CODES
-        else _ALIASES.get(error.code, ErrorCode.INTERNAL_ERROR)
-    )
-    text = redact_text(error.message) or code.value
-    if code is ErrorCode.INTERNAL_ERROR:
-        text = f"the Builder failed unexpectedly ({text}); the command may be sent again"
-    return CommandFailed(
-        connection_id=connection_id,
-        command_type=getattr(message, "message_type", delivery.message_type or "unknown"),
-        error=ErrorDetail(code=code, message=text[:2000], retryable=code in RETRYABLE_CODES),
-    )
-
-
-def _oauth_kind(exc: OAuthError) -> str:
-    description = exc.description.lower()
-    if exc.error == "invalid_client_id" or (
-        exc.error == "invalid_grant" and any(p in description for p in _PROPAGATING)
-    ):
-        return "propagating"
-    if "inactive" in description or exc.error == "inactive_user":
-        return "inactive"
-    if exc.error == "invalid_app_access":
-        return "not_preauthorized"
-    return "refused"
 
 
 @dataclass
@@ -115,6 +67,7 @@ class Handlers:
     lease_seconds: float = field(default=0.0)
 
     def __post_init__(self) -> None:
+        self.minter = Minter(self.salesforce, self.settings, self.clock, self.metrics)
         if not self.lease_seconds:
             self.lease_seconds = max(120.0, self.settings.salesforce_timeout_seconds * 6)
 
@@ -211,7 +164,7 @@ class Handlers:
                 record.consumer_key = provisioning.verify_readback(record, found, auth.org_id)
                 record.status = ConnectionStatus.APP_VERIFIED
                 await self.store.save_connection(record)
-            token = await self._mint(
+            token = await self.minter.mint(
                 record, first_attempt_at=delivery.first_attempt_at, attempt=delivery.attempt, window=True
             )
             issued = self._issue(record, token, cmd.recipient_key_id, ConnectionCreated.message_type)
@@ -281,66 +234,6 @@ class Handlers:
             sealed_token=SealedToken(key_id=issued.key_id, ciphertext=issued.sealed_token),
         )
 
-    async def _mint(
-        self, record: ConnectionRecord, *, first_attempt_at: datetime, attempt: int, window: bool
-    ) -> TokenResponse:
-        """Step 6: JWT bearer; while the new app propagates, defer through the delayed-retry queues."""
-        assert record.private_key_pem is not None, "an active connection keeps its key"
-        try:
-            return await self.salesforce.mint_token(
-                token_host=record.instance_url,
-                consumer_key=record.consumer_key,
-                username=record.username,
-                audience=record.audience,
-                private_key_pem=record.private_key_pem,
-            )
-        except OAuthError as exc:
-            kind = _oauth_kind(exc)
-            answer = f"{exc.error}: {exc.description}"
-            if kind == "inactive":
-                raise fail(
-                    ErrorCode.USER_INACTIVE, f"Salesforce says user {record.username} is inactive ({answer})"
-                ) from None
-            if kind == "not_preauthorized":
-                raise fail(
-                    ErrorCode.PREAUTHORIZATION_FAILED,
-                    f"user {record.username} is not pre-authorized for app {record.full_name} ({answer}); check "
-                    f"that permission set {record.permission_set_name} is assigned and the user's license allows it",
-                ) from None
-            if kind == "refused" or not window:
-                raise fail(
-                    ErrorCode.APP_CREATION_FAILED,
-                    f"Salesforce refused a token for app {record.full_name} ({answer}); check the app's "
-                    "certificate and JWT_AUDIENCE, or delete and recreate the connection",
-                ) from None
-            self._defer(record, first_attempt_at, max(1, attempt), answer)
-            raise AssertionError("unreachable") from None
-
-    def _defer(self, record: ConnectionRecord, first_attempt_at: datetime, attempt: int, answer: str) -> None:
-        limit = timedelta(seconds=self.settings.propagation_deadline_seconds)
-        now = self.clock()
-        waited = (now - first_attempt_at).total_seconds()
-        if now >= first_attempt_at + limit:
-            raise fail(
-                ErrorCode.PROPAGATION_TIMEOUT,
-                f"Salesforce still does not accept app {record.full_name} {waited:.0f}s after the request "
-                f"(last answer: {answer}); new apps can take longer to propagate: retry the connection later"
-                + ("; check JWT_AUDIENCE for this org's login host" if "audience" in answer else ""),
-            )
-        remaining = (first_attempt_at + limit - now).total_seconds()
-        delay = min(
-            MAX_PROPAGATION_DELAY, self.settings.propagation_retry_seconds * 2 ** min(10, attempt - 1)
-        )
-        if self.metrics is not None:
-            self.metrics.propagation_retries.inc()
-        log.info(
-            "new app not accepted yet; retrying later", app=record.full_name, answer=answer, waited_s=waited
-        )
-        raise PropagationPending(
-            f"app {record.full_name} is not accepted by Salesforce yet ({answer})",
-            retry_after=max(1.0, min(delay, remaining)),
-        )
-
     # -- RefreshConnectionToken ---------------------------------------------------------------------
 
     async def refresh_token(
@@ -358,7 +251,9 @@ class Handlers:
             )
         created = record.app_created_at or record.created_at or self.clock()
         young = self.clock() < created + timedelta(seconds=self.settings.propagation_deadline_seconds)
-        token = await self._mint(record, first_attempt_at=created, attempt=delivery.attempt, window=young)
+        token = await self.minter.mint(
+            record, first_attempt_at=created, attempt=delivery.attempt, window=young
+        )
         issued = self._issue(record, token, cmd.recipient_key_id, ConnectionTokenRefreshed.message_type)
         await self.store.save_connection(record)
         return ConnectionTokenRefreshed(

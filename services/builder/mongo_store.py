@@ -11,10 +11,9 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from builder.mongo_connections import aware, connection_from_doc, connection_to_doc
 from builder.store import (
     ConnectionRecord,
-    ConnectionStatus,
-    IssuedReply,
     ObjectsCache,
     OrgAuthorization,
     OrgStatus,
@@ -29,12 +28,6 @@ Doc = dict[str, Any]
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
 def _state_id(state: str) -> str:
@@ -88,8 +81,8 @@ class MongoStore:
             status=OrgStatus(doc.get("status", OrgStatus.OK)),
             status_reason=doc.get("status_reason", ""),
             app_kind_support=dict(doc.get("app_kind_support", {})),
-            authorized_at=_aware(doc.get("authorized_at")),
-            updated_at=_aware(doc.get("updated_at")),
+            authorized_at=aware(doc.get("authorized_at")),
+            updated_at=aware(doc.get("updated_at")),
         )
 
     async def save_authorization(self, org: OrgAuthorization) -> OrgAuthorization:
@@ -198,7 +191,7 @@ class MongoStore:
             if await self.states.find_one({"_id": sid}, {"_id": 1}):
                 raise StateRejected("this sign-in link was already used; start the authorization again")
             raise StateRejected("unknown sign-in state; start the authorization again from the Builder")
-        expires_at = _aware(doc.get("expires_at"))
+        expires_at = aware(doc.get("expires_at"))
         if expires_at is None or expires_at <= now:
             raise StateRejected(
                 "the sign-in took too long and its state expired; start the authorization again"
@@ -212,88 +205,14 @@ class MongoStore:
 
     # -- connections --------------------------------------------------------------------------------
 
-    def _connection_from(self, doc: Doc) -> ConnectionRecord:
-        cid = doc["_id"]
-        reply = doc.get("reply")
-        return ConnectionRecord(
-            connection_id=cid,
-            org_id=doc["org_id"],
-            username=doc["username"],
-            admin_email=doc.get("admin_email", ""),
-            label=doc.get("label", ""),
-            requested_kind=doc.get("requested_kind", "auto"),
-            full_name=doc["full_name"],
-            permission_set_name=doc["permission_set_name"],
-            certificate_pem=doc.get("certificate_pem", ""),
-            private_key_pem=self._dec(doc.get("private_key"), cid, "private_key"),
-            consumer_key=doc.get("consumer_key", ""),
-            user_id=doc.get("user_id", ""),
-            app_kind=doc.get("app_kind"),
-            permission_set_id=doc.get("permission_set_id"),
-            deploy_id=doc.get("deploy_id"),
-            status=ConnectionStatus(doc.get("status", ConnectionStatus.PROVISIONING)),
-            app_created_at=_aware(doc.get("app_created_at")),
-            instance_url=doc.get("instance_url", ""),
-            audience=doc.get("audience", ""),
-            last_access_token=self._dec(doc.get("last_access_token"), cid, "access_token"),
-            reply=IssuedReply(
-                key_id=reply["key_id"],
-                sealed_token=reply["sealed_token"],
-                issued_at=_aware(reply["issued_at"]),
-                instance_url=reply["instance_url"],
-            )
-            if reply
-            else None,
-            app_existed=bool(doc.get("app_existed", False)),
-            created_at=_aware(doc.get("created_at")),
-            updated_at=_aware(doc.get("updated_at")),
-        )
-
     async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
         doc = await self.connections.find_one({"_id": connection_id})
-        return self._connection_from(doc) if doc else None
+        return connection_from_doc(doc, self.keyring) if doc else None
 
     async def save_connection(self, record: ConnectionRecord) -> None:
         """Write the whole record (callers hold the connection's lease)."""
-        cid, now = record.connection_id, _now()
-        record = replace(record, created_at=record.created_at or now, updated_at=now)
-        doc: Doc = {
-            "org_id": record.org_id,
-            "org_key": org_key(record.org_id),
-            "username": record.username,
-            "admin_email": record.admin_email,
-            "label": record.label,
-            "requested_kind": record.requested_kind,
-            "full_name": record.full_name,
-            "permission_set_name": record.permission_set_name,
-            "certificate_pem": record.certificate_pem,
-            "private_key": self._enc(record.private_key_pem, cid, "private_key")
-            if record.private_key_pem
-            else None,
-            "consumer_key": record.consumer_key,
-            "user_id": record.user_id,
-            "app_kind": record.app_kind,
-            "permission_set_id": record.permission_set_id,
-            "deploy_id": record.deploy_id,
-            "status": record.status.value,
-            "app_created_at": record.app_created_at,
-            "instance_url": record.instance_url,
-            "audience": record.audience,
-            "last_access_token": self._enc(record.last_access_token, cid, "access_token")
-            if record.last_access_token
-            else None,
-            "reply": {
-                "key_id": record.reply.key_id,
-                "sealed_token": record.reply.sealed_token,
-                "issued_at": record.reply.issued_at,
-                "instance_url": record.reply.instance_url,
-            }
-            if record.reply
-            else None,
-            "app_existed": record.app_existed,
-            "created_at": record.created_at,
-            "updated_at": record.updated_at,
-        }
+        record = replace(record, created_at=record.created_at or _now(), updated_at=_now())
+        cid, doc = record.connection_id, connection_to_doc(record, self.keyring)
         await self.connections.replace_one({"_id": cid}, doc, upsert=True)
 
     # -- leases -------------------------------------------------------------------------------------
@@ -323,8 +242,8 @@ class MongoStore:
         return ObjectsCache(
             org_id=doc["org_id"],
             sobjects=list(doc.get("sobjects", [])),
-            fetched_at=_aware(doc["fetched_at"]),
-            last_modified=_aware(doc.get("last_modified")),
+            fetched_at=aware(doc["fetched_at"]),
+            last_modified=aware(doc.get("last_modified")),
         )
 
     async def save_objects_cache(self, cache: ObjectsCache) -> None:
