@@ -1,0 +1,1 @@
+"""One module per scenario; each returns the JSON section it owns, baseline included."""
