@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from bench.scenarios.create import builder_scaling, create_pipeline
 from bench.scenarios.refresh_rpc import refresh_rpc
 from bench.scenarios.token_read import token_read
 from devtools.demo import DemoFailed, ensure_rabbitmq
+from devtools.stack import LOCAL_AMQP, Stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
 Scenario = Callable[[BenchStack, Config, dict[str, Any]], dict[str, Any]]
@@ -58,6 +60,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         choices=("manager", "builder", "builder2"),
         help="run this service under pyinstrument; writes <out>/profile-<name>.txt (figures get slower)",
     )
+    parser.add_argument(
+        "--amqp-url", help="broker to use (default: the one on 127.0.0.1:5672, started if installed and down)"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the stack's work directory and logs")
     return parser.parse_args(argv)
 
@@ -75,12 +80,15 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         "errors": {},
     }
     say(f"== sfconnect benchmarks ({cfg.mode}): {', '.join(chosen)}")
-    try:
-        say(f"  {ensure_rabbitmq()}")
-    except DemoFailed as exc:
-        doc["errors"]["broker"] = exc.reason
-        return _finish(doc, started), 1
+    if args.amqp_url is None:
+        try:
+            say(f"  {ensure_rabbitmq()}")
+        except DemoFailed as exc:
+            doc["errors"]["broker"] = exc.reason
+            return _finish(doc, started), 1
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
     bench = BenchStack(
+        stack=Stack(amqp_url=args.amqp_url or LOCAL_AMQP, amqp_prefix=prefix),
         manager_env={"REFRESH_MIN_INTERVAL_SECONDS": "0"},
         profile=frozenset(args.profile),
         profile_dir=args.out,
