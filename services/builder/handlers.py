@@ -241,27 +241,31 @@ class Handlers:
     ) -> ConnectionTokenRefreshed:
         """Mint a new token with the connection's stored key and app."""
         self._check_recipient(cmd.recipient_key_id)
-        record = await self.store.get_connection(cmd.connection_id)
-        if record is None or record.status is ConnectionStatus.DELETED:
-            raise fail(ErrorCode.CONNECTION_NOT_FOUND, f"the Builder has no connection {cmd.connection_id}")
-        if record.status is not ConnectionStatus.ACTIVE or not record.private_key_pem:
-            raise fail(
-                ErrorCode.INVALID_COMMAND,
-                f"connection {cmd.connection_id} is still being created; its first token comes with ConnectionCreated",
+        # The lease keeps a concurrent DeleteConnection from being overwritten by this refresh's save.
+        async with self._lease(cmd.connection_id):
+            record = await self.store.get_connection(cmd.connection_id)
+            if record is None or record.status is ConnectionStatus.DELETED:
+                raise fail(
+                    ErrorCode.CONNECTION_NOT_FOUND, f"the Builder has no connection {cmd.connection_id}"
+                )
+            if record.status is not ConnectionStatus.ACTIVE or not record.private_key_pem:
+                raise fail(
+                    ErrorCode.INVALID_COMMAND,
+                    f"connection {cmd.connection_id} is still being created; its first token comes with ConnectionCreated",
+                )
+            created = record.app_created_at or record.created_at or self.clock()
+            young = self.clock() < created + timedelta(seconds=self.settings.propagation_deadline_seconds)
+            token = await self.minter.mint(
+                record, first_attempt_at=created, attempt=delivery.attempt, window=young
             )
-        created = record.app_created_at or record.created_at or self.clock()
-        young = self.clock() < created + timedelta(seconds=self.settings.propagation_deadline_seconds)
-        token = await self.minter.mint(
-            record, first_attempt_at=created, attempt=delivery.attempt, window=young
-        )
-        issued = self._issue(record, token, cmd.recipient_key_id, ConnectionTokenRefreshed.message_type)
-        await self.store.save_connection(record)
-        return ConnectionTokenRefreshed(
-            connection_id=record.connection_id,
-            instance_url=HttpUrl(issued.instance_url),
-            issued_at=issued.issued_at,
-            sealed_token=SealedToken(key_id=issued.key_id, ciphertext=issued.sealed_token),
-        )
+            issued = self._issue(record, token, cmd.recipient_key_id, ConnectionTokenRefreshed.message_type)
+            await self.store.save_connection(record)
+            return ConnectionTokenRefreshed(
+                connection_id=record.connection_id,
+                instance_url=HttpUrl(issued.instance_url),
+                issued_at=issued.issued_at,
+                sealed_token=SealedToken(key_id=issued.key_id, ciphertext=issued.sealed_token),
+            )
 
     # -- DeleteConnection ---------------------------------------------------------------------------
 
