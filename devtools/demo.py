@@ -194,22 +194,7 @@ async def scenario(stack: Stack, http: aiohttp.ClientSession, api_key: str) -> l
 
 
 async def run_demo(stack: Stack) -> list[tuple[str, str]]:
-    api_key = (
-        stack.manager_cli(
-            "api-keys",
-            "create",
-            "--name",
-            "demo",
-            "--scope",
-            "connections:write",
-            "--scope",
-            "connections:read",
-            "--scope",
-            "tokens:read",
-        )
-        .strip()
-        .splitlines()[-1]
-    )
+    api_key = stack.create_api_key("demo")
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         return await scenario(stack, http, api_key)

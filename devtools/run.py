@@ -30,22 +30,7 @@ def main() -> int:
     stack = Stack(amqp_prefix=f"run{uuid.uuid4().hex[:6]}.")
     try:
         start_stack(stack)
-        api_key = (
-            stack.manager_cli(
-                "api-keys",
-                "create",
-                "--name",
-                "make-run",
-                "--scope",
-                "connections:write",
-                "--scope",
-                "connections:read",
-                "--scope",
-                "tokens:read",
-            )
-            .strip()
-            .splitlines()[-1]
-        )
+        api_key = stack.create_api_key("make-run")
         org_id = asyncio.run(_authorize(stack))
     except StackError as exc:
         say(f"[FAILED] {exc}")

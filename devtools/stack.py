@@ -333,6 +333,14 @@ class Stack:
             raise StackError(f"manager {' '.join(args[:2])} failed: {out.stderr.strip()[-500:]}")
         return out.stdout
 
+    def create_api_key(self, name: str, *scopes: str, manager: str = "manager") -> str:
+        """Create a Manager API key with the CLI (all scopes when none are named); returns the key."""
+        scopes = scopes or ("connections:write", "connections:read", "tokens:read")
+        args = ["api-keys", "create", "--name", name]
+        for scope in scopes:
+            args += ["--scope", scope]
+        return self.manager_cli(*args, name=manager).strip().splitlines()[-1]
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.procs[name].port}"
 

@@ -71,21 +71,7 @@ async def test_two_managers_and_two_builders_bring_every_connection_to_active_wi
     double_stack: Stack,
 ) -> None:
     stack = double_stack
-    api_key = (
-        stack.manager_cli(
-            "api-keys",
-            "create",
-            "--name",
-            "e2e",
-            "--scope",
-            "connections:write",
-            "--scope",
-            "connections:read",
-            name="manager1",
-        )
-        .strip()
-        .splitlines()[-1]
-    )
+    api_key = stack.create_api_key("e2e", "connections:write", "connections:read", manager="manager1")
     auth = {"Authorization": f"Bearer {api_key}"}
     managers = [stack.url("manager1"), stack.url("manager2")]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
