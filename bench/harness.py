@@ -55,13 +55,7 @@ class BenchStack:
         self.add_builder()
         with self._profiled("manager"):
             self.stack.add_manager(**cast(dict[str, Any], self.manager_env))
-        self.api_key = (
-            self.stack.manager_cli(
-                "api-keys", "create", "--name", "bench", *[a for s in SCOPES for a in ("--scope", s)]
-            )
-            .strip()
-            .splitlines()[-1]
-        )
+        self.api_key = self.stack.create_api_key("bench", *SCOPES)
         self.org_id = asyncio.run(self._authorize())
 
     def add_builder(self) -> str:
@@ -83,10 +77,10 @@ class BenchStack:
         out_dir = self.profile_dir or self.stack.workdir
         out_dir.mkdir(parents=True, exist_ok=True)
         wrapper = self.stack.workdir / f"python-profiled-{name}"
+        session = out_dir / f"profile-{name}.pyisession"
         wrapper.write_text(
             "#!/bin/sh\n"
-            f'exec "{sys.executable}" -m pyinstrument --interval 0.0005 -r text --no-color '
-            f'-o "{out_dir / f"profile-{name}.txt"}" "$@"\n'
+            f'exec "{sys.executable}" -m pyinstrument --interval 0.0005 -r pyisession -o "{session}" "$@"\n'
         )
         wrapper.chmod(0o755)
         original, self.stack.python = self.stack.python, str(wrapper)
@@ -117,12 +111,27 @@ class BenchStack:
 
     def close(self, keep_logs: bool) -> None:
         self.stack.stop()
+        self._render_profiles()
         with contextlib.suppress(Exception):
             asyncio.run(self._drop_topology())
         if not keep_logs:
             import shutil
 
             shutil.rmtree(self.stack.workdir, ignore_errors=True)
+
+    def _render_profiles(self) -> None:
+        """Each profiled service wrote a session when it exited: render it as text, library frames shown."""
+        out_dir = self.profile_dir or self.stack.workdir
+        for name in sorted(self.profile):
+            session = out_dir / f"profile-{name}.pyisession"
+            if session.exists():
+                subprocess.run(
+                    [sys.executable, "-m", "pyinstrument", "--load", str(session), "-r", "text", "--no-color",
+                     "--show", "*/pymongo/*", "--show", "*/aio_pika/*", "--show", "*/aiormq/*",
+                     "--show", "*/jwt/*", "--show", "*/cryptography/*", "--show", "*/pydantic/*",
+                     "-o", str(out_dir / f"profile-{name}.txt")],
+                    check=False, timeout=120,
+                )  # fmt: skip
 
     async def _drop_topology(self) -> None:
         import aio_pika
