@@ -99,13 +99,6 @@ class FaultStack(Stack):
             self.api_keys.append(out.strip().splitlines()[-1])
         return out
 
-    def create_api_key(self, *scopes: str, name: str = "fault") -> str:
-        """A Manager API key with ``scopes`` (through ``python -m manager api-keys create``)."""
-        args = ["api-keys", "create", "--name", name]
-        for scope in scopes:
-            args += ["--scope", scope]
-        return self.manager_cli(*args).strip().splitlines()[-1]
-
     def builders(self) -> list[str]:
         return [n for n in self.procs if n.startswith("builder")]
 

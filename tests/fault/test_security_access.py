@@ -79,7 +79,7 @@ async def test_every_manager_operation_refuses_missing_wrong_revoked_and_under_s
 ) -> None:
     api = await launch()
     stack = api.stack
-    api.api_key = stack.create_api_key(*ALL_SCOPES, name="full")
+    api.api_key = stack.create_api_key("full", *ALL_SCOPES)
     org_id = await api.authorize()
     status, conn = await api.create(org_id, "guarded")
     assert status == 202, conn
@@ -100,8 +100,8 @@ async def test_every_manager_operation_refuses_missing_wrong_revoked_and_under_s
         ("put", "/v1/integrations/{name}/connection"),
         ("get", "/v1/integrations/{name}/token"),
     }
-    scoped = {s: stack.create_api_key(*[o for o in ALL_SCOPES if o != s], name=f"no-{s}") for s in ALL_SCOPES}
-    revoked = stack.create_api_key(*ALL_SCOPES, name="revoked")
+    scoped = {s: stack.create_api_key(f"no-{s}", *[o for o in ALL_SCOPES if o != s]) for s in ALL_SCOPES}
+    revoked = stack.create_api_key("revoked", *ALL_SCOPES)
     async with api.http.get(f"{base}/v1/connections", headers={"Authorization": f"Bearer {revoked}"}) as r:
         assert r.status == 200  # in use (and in the Manager's auth cache) when it is revoked
     await asyncio.to_thread(stack.manager_cli, "api-keys", "revoke", revoked.split("_")[1])
@@ -174,7 +174,7 @@ async def test_every_manager_operation_refuses_missing_wrong_revoked_and_under_s
 async def test_every_builder_admin_operation_refuses_missing_and_wrong_keys(launch: Launch) -> None:
     api = await launch()
     stack = api.stack
-    manager_key = stack.create_api_key(*ALL_SCOPES, name="not-for-the-builder")
+    manager_key = stack.create_api_key("not-for-the-builder", *ALL_SCOPES)
     org_id = await api.authorize()
     base = api.builder()
     ops = await _operations(api, base)

@@ -79,7 +79,7 @@ async def test_poison_messages_on_both_queues_are_dead_lettered_with_reasons_and
     api = await launch()
     stack = api.stack
     topo = Topology(prefix=stack.amqp_prefix)
-    api.api_key = stack.create_api_key(*ALL_SCOPES, name="poison")
+    api.api_key = stack.create_api_key("poison", *ALL_SCOPES)
     org_id = await api.authorize()
 
     reply_good = {"connection_id": CONNECTION_ID, "app_existed": True}

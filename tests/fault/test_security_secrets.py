@@ -30,7 +30,7 @@ async def test_after_the_demo_flow_no_issued_secret_is_in_the_databases_the_queu
     assert summary[-1][0] == "delete the connection"
 
     # Leave state behind too: an active connection (encrypted token, private key) refreshed once.
-    api.api_key = stack.create_api_key(*ALL_SCOPES, name="secrets")
+    api.api_key = stack.create_api_key("secrets", *ALL_SCOPES)
     org_id = (await api.sim_org())["org_id"]
     status, created = await api.create(org_id, "left-active")
     assert status == 202, created
