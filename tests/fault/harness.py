@@ -266,6 +266,19 @@ class Api:
             assert r.status == 200, await r.text()
             return dict(await r.json())
 
+    async def metric(self, service: str, name: str, **labels: str) -> float:
+        """Sum of the Prometheus samples ``name`` (with ``labels``) that ``service`` exports on /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        async with self.http.get(f"{self.stack.url(service)}/metrics") as r:
+            text = await r.text()
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
     async def jwt_mints(self) -> int:
         """How many JWT-bearer tokens the simulator has issued so far."""
         return int((await self.sim_state())["tokens"]["issued"].get("jwt_bearer", 0))
