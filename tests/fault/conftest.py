@@ -62,7 +62,7 @@ async def launch(amqp_url: str, request: pytest.FixtureRequest) -> AsyncIterator
                 await asyncio.to_thread(stack.stop)
                 await _drop_topology(stack)
                 failed = getattr(request.node, "rep_call", None)
-                if failed is None or failed.passed:
+                if failed is None or not failed.failed:
                     shutil.rmtree(stack.workdir, ignore_errors=True)
                 else:
                     print(f"\nlogs kept in {stack.logs_dir}")
