@@ -114,8 +114,16 @@ def build_app(settings: ManagerSettings, *, overrides: Overrides | None = None) 
                 indexed = asyncio.Event()
                 index_task = asyncio.create_task(_ensure_indexes_until_done(db, indexed))
                 stack.callback(index_task.cancel)
-                with contextlib.suppress(TimeoutError):  # keep starting; readiness says "down" until done
-                    await asyncio.wait_for(asyncio.shield(index_task), settings.mongodb_timeout_seconds * 2)
+                startup_wait = settings.mongodb_timeout_seconds * 2
+                try:
+                    await asyncio.wait_for(asyncio.shield(index_task), startup_wait)
+                except TimeoutError:
+                    # Unreachable at start-up is a configuration problem: refuse to start, as the Builder
+                    # does (tests/fault/test_security_bad_config.py). Outages after start-up only make
+                    # the Manager answer 503 until the database is back.
+                    raise StoreUnavailable(
+                        f"cannot reach MongoDB (MONGODB_URL) within {startup_wait:g}s at start-up"
+                    ) from None
 
                 async def database_up(db: AsyncDatabase[Any] = db) -> bool:
                     await asyncio.wait_for(ping(db), timeout=2.0)
