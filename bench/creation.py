@@ -104,8 +104,14 @@ async def wait_for(
 
 def seed(bench: BenchStack, n: int, *, deadline_s: float = 600.0) -> list[str]:
     """``n`` active connections created through the real flow (simulator latency as currently set)."""
+    started = time.monotonic()
     posted = create(bench, n, name_prefix="seed")
     batch = asyncio.run(wait_for(bench, posted, deadline_s=deadline_s))
+    print(
+        f"  seeded {batch.active}/{n} active connections in {time.monotonic() - started:.1f}s "
+        f"({batch.failed} failed, {batch.pending} pending)",
+        flush=True,
+    )
     if batch.active < max(1, n // 2):
         raise BenchError(
             f"seeding: only {batch.active} of {n} connections became active "

@@ -164,6 +164,12 @@ class BenchStack:
         assert popen is not None
         return popen.pid
 
+    def reset_simulator(self) -> None:
+        """Forget every app the earlier scenarios made (the simulator's costs grow with its state), then
+        authorize the Builder again: its stored refresh token died with the old state."""
+        asyncio.run(self._sim("POST", "/__sim/reset"))
+        self.org_id = asyncio.run(self._authorize())
+
     async def set_latency(self, latency_ms: int) -> None:
         await self._sim("PATCH", f"/__sim/orgs/{self.stack.org_key}", {"latency_ms": latency_ms})
 

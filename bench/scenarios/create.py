@@ -38,6 +38,7 @@ def run_batch(bench: BenchStack, cfg: Config, label: str) -> dict[str, Any]:
     """Create ``cfg.creates`` connections with the simulator's latency on; measure against the ideal."""
     n, latency = cfg.creates, cfg.sim_latency_ms
     builders = list(bench.builders)
+    bench.reset_simulator()  # every batch starts from the same (empty) org
     asyncio.run(bench.set_latency(latency))
     sim0 = asyncio.run(bench.sim_counts())
     metrics0 = {b: asyncio.run(bench.metrics(b)) for b in builders}
@@ -52,6 +53,11 @@ def run_batch(bench: BenchStack, cfg: Config, label: str) -> dict[str, Any]:
             time.sleep(1.0)  # one more RSS sample after the last activation
     finally:
         asyncio.run(bench.set_latency(0))
+    print(
+        f"  {label}: {batch.active}/{n} active with {len(builders)} Builder(s) in {batch.completion_s}s "
+        f"({batch.failed} failed, {batch.pending} pending)",
+        flush=True,
+    )
     sim1 = asyncio.run(bench.sim_counts())
     metrics1 = {b: asyncio.run(bench.metrics(b)) for b in builders}
     if batch.active == 0:

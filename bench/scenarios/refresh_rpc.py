@@ -86,6 +86,7 @@ def refresh_rpc(bench: BenchStack, cfg: Config, ctx: dict[str, Any]) -> dict[str
                     rounds["ours"].append(ours("force_refresh=true", cfg.refresh_samples))
                 else:
                     rounds["baseline"].append(echo("product"))
+                print(f"  round {r + 1} {who}: p50 {rounds[who][-1]['p50_ms']} ms", flush=True)
             rounds["minimal"].append(echo("minimal"))
             rounds["read"].append(ours("", cfg.refresh_samples))
     finally:

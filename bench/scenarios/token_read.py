@@ -83,6 +83,7 @@ def token_read(bench: BenchStack, cfg: Config, ctx: dict[str, Any]) -> dict[str,
                         "--warmup", str(cfg.read_warmup_s), *extra,
                     )  # fmt: skip
                 result["processes"] = sampler.summary()
+                print(f"  round {r + 1} {who}: {result['rps']} req/s, p99 {result['p99_ms']} ms", flush=True)
                 rounds[who].append(result)
                 processes.setdefault(who, []).append(result["processes"])
     finally:
