@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from builder.handlers import Handlers
 from builder.mongo_store import MongoStore
+
 from shared.amqp import Delivery
 from shared.contracts import CreateConnection
 from shared.crypto import Keyring, generate_key
