@@ -50,7 +50,7 @@ class Secrets:
         self.add(kind, "".join(lines))
         for line in lines:
             if len(line) >= 48:
-                self.add(kind, line)
+                self.add(f"{kind}_line", line)
 
     def needles(self) -> list[tuple[str, bytes]]:
         """Each value as bytes, plus its URL-encoded and JSON-escaped forms when they differ."""
