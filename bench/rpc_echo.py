@@ -21,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from aiohttp import web
 
 from bench.stats import latency_summary
@@ -40,7 +41,7 @@ def queue_name(base: str, guarantees: str) -> str:
 
 async def serve(amqp_url: str, queue: str, port: int, prefetch: int) -> None:
     """Echo on both queues until SIGTERM; a tiny HTTP /readyz tells the harness the consumers are up."""
-    connection = await aio_pika.connect(amqp_url, timeout=10)
+    connection = await aio_pika.connect_robust(amqp_url, timeout=10)
     queues = []
     for guarantees in ("product", "minimal"):
         confirm = guarantees == "product"
@@ -94,9 +95,21 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0)
 
 
+async def _connect(url: str, deadline_s: float = 60.0) -> AbstractConnection:
+    """Connect, retrying while the shared broker is briefly down (other work restarts it)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            return await aio_pika.connect(url, timeout=10)
+        except (aiormq.exceptions.AMQPConnectionError, OSError):
+            if time.monotonic() > end:
+                raise
+            await asyncio.sleep(1.0)
+
+
 async def client(args: argparse.Namespace) -> dict[str, Any]:
     """Sequential round trips: publish (confirmed when asked), wait for the correlated reply."""
-    connection = await aio_pika.connect(args.amqp_url, timeout=10)
+    connection = await _connect(args.amqp_url)
     confirm = args.guarantees == "product"
     try:
         channel = await connection.channel(publisher_confirms=confirm, on_return_raises=confirm)
