@@ -78,7 +78,7 @@ async def scenario(stack: Stack, http: aiohttp.ClientSession, api_key: str) -> l
     auth = {"Authorization": f"Bearer {api_key}"}
 
     step = "authorize the Builder"
-    async with http.get(f"{builder}/v1/salesforce/authorize") as resp:
+    async with http.get(f"{builder}/v1/salesforce/authorize", headers=admin) as resp:
         page = await resp.text()
         hops = [str(h.url).split("?")[0] for h in resp.history]
         if resp.status != 200:

@@ -16,7 +16,10 @@ from devtools.stack import DEMO_USERNAME, Stack, StackError
 
 async def _authorize(stack: Stack) -> str:
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{stack.url('builder')}/v1/salesforce/authorize") as resp:
+        async with http.get(
+            f"{stack.url('builder')}/v1/salesforce/authorize",
+            headers={"Authorization": f"Bearer {stack.admin_api_key}"},
+        ) as resp:
             if resp.status != 200:
                 raise StackError(f"authorizing the Builder in the simulator failed: {resp.status}")
         async with http.get(

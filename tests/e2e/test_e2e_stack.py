@@ -75,7 +75,10 @@ async def test_two_managers_and_two_builders_bring_every_connection_to_active_wi
     auth = {"Authorization": f"Bearer {api_key}"}
     managers = [stack.url("manager1"), stack.url("manager2")]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-        async with http.get(f"{stack.url('builder1')}/v1/salesforce/authorize") as resp:
+        async with http.get(
+            f"{stack.url('builder1')}/v1/salesforce/authorize",
+            headers={"Authorization": f"Bearer {stack.admin_api_key}"},
+        ) as resp:
             assert resp.status == 200, await resp.text()
         async with http.get(
             f"{stack.url('builder2')}/v1/orgs", headers={"Authorization": f"Bearer {stack.admin_api_key}"}
