@@ -48,6 +48,12 @@ class ManagerError(PermanentError):
     code = "manager_error"
 
 
+class SalesforceUnavailable(RetryableError):
+    """Salesforce did not answer in time, or answered 5xx / something that is not its JSON."""
+
+    code = "salesforce_unavailable"
+
+
 @dataclass(frozen=True)
 class _Token:
     access_token: str
@@ -69,7 +75,7 @@ class SalesforceClient:
         integration: str | None = None,
         connection: str | None = None,
         api_version: str = DEFAULT_API_VERSION,
-        timeout: float = 30.0,
+        timeout: float = 45.0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         if (integration is None) == (connection is None):
@@ -113,20 +119,28 @@ class SalesforceClient:
             async with self.session.get(
                 self._token_url, params=params, headers={"Authorization": f"Bearer {self._api_key}"}
             ) as resp:
-                body = await resp.json(content_type=None)
-                if resp.status in (502, 503, 504):
-                    raise ManagerUnavailable(
-                        f"the Manager is unavailable ({resp.status}): {body.get('title', '')}"
-                    )
-                if resp.status != 200:
-                    raise ManagerError(
-                        f"the Manager refused the token request ({resp.status}): {body.get('detail') or body.get('title')}"
-                    )
-        except aiohttp.ClientError as exc:
+                status = resp.status
+                body = await _json_or_none(resp)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise ManagerUnavailable(f"cannot reach the Manager: {type(exc).__name__}") from None
-        return _Token(
-            body["access_token"], body["instance_url"].rstrip("/"), body.get("token_type", "Bearer")
-        )
+        problem = body if isinstance(body, dict) else {}
+        if status in (502, 503, 504) or (status >= 500 and not problem):
+            raise ManagerUnavailable(
+                f"the Manager is unavailable ({status}): {problem.get('detail') or problem.get('title') or 'no details'}"
+            )
+        if status != 200:
+            raise ManagerError(
+                f"the Manager refused the token request ({status}): "
+                f"{problem.get('detail') or problem.get('title') or 'no details'}"
+            )
+        try:
+            return _Token(
+                problem["access_token"],
+                problem["instance_url"].rstrip("/"),
+                problem.get("token_type", "Bearer"),
+            )
+        except (KeyError, AttributeError):
+            raise ManagerError("the Manager's token answer lacks access_token or instance_url") from None
 
     async def _token_for_call(self, *, force: bool, stale: _Token | None = None) -> _Token:
         async with self._lock:
@@ -140,24 +154,28 @@ class SalesforceClient:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call ``instance_url + path``; retries once with a fresh token on INVALID_SESSION_ID."""
+        extra_headers = dict(kwargs.pop("headers", None) or {})
         token = await self._token_for_call(force=False)
         for attempt in (1, 2):
-            headers = {
-                "Authorization": f"{token.token_type} {token.access_token}",
-                **kwargs.pop("headers", {}),
-            }
-            async with self.session.request(
-                method, token.instance_url + path, headers=headers, **kwargs
-            ) as resp:
-                if resp.status == 204:
-                    return None
-                body = await resp.json(content_type=None)
-                if resp.status == 401 and attempt == 1 and _is_invalid_session(body):
-                    token = await self._token_for_call(force=True, stale=token)
-                    continue
-                if resp.status >= 400:
-                    raise SalesforceApiError(resp.status, body)
-                return body
+            headers = {**extra_headers, "Authorization": f"{token.token_type} {token.access_token}"}
+            try:
+                async with self.session.request(
+                    method, token.instance_url + path, headers=headers, **kwargs
+                ) as resp:
+                    status = resp.status
+                    body = None if status == 204 else await _json_or_none(resp)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise SalesforceUnavailable(f"cannot reach Salesforce: {type(exc).__name__}") from None
+            if status == 204:
+                return None
+            if status == 401 and attempt == 1 and _is_invalid_session(body):
+                token = await self._token_for_call(force=True, stale=token)
+                continue
+            if status >= 500 or body is None:
+                raise SalesforceUnavailable(f"Salesforce answered {status} without its JSON error body")
+            if status >= 400:
+                raise SalesforceApiError(status, body)
+            return body
         raise AssertionError("unreachable")  # pragma: no cover
 
     def data_path(self, suffix: str) -> str:
@@ -176,3 +194,11 @@ def _is_invalid_session(body: Any) -> bool:
     return isinstance(body, list) and any(
         isinstance(e, dict) and e.get("errorCode") == "INVALID_SESSION_ID" for e in body
     )
+
+
+async def _json_or_none(resp: aiohttp.ClientResponse) -> Any:
+    """The JSON body, or None when the answer is not JSON (an HTML error page from a proxy, say)."""
+    try:
+        return await resp.json(content_type=None)
+    except (ValueError, aiohttp.ContentTypeError):
+        return None
