@@ -323,3 +323,30 @@ async def test_a_refresh_the_builder_refuses_is_a_502_problem_naming_the_builder
         body = await r.json()
         assert_problem(r, body, 502, "token_refresh_failed")
         assert body["cause"] == "authorization_revoked" and "invalid_grant" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/connections", b"[" * 1500 + b"]" * 1500),
+        ("POST", "/v1/connections", b'{"name": ' + b"[" * 900 + b"]" * 900 + b"}"),
+        ("PUT", "/v1/integrations/x/connection", b'{"a":' * 10_000 + b"1" + b"}" * 10_000),
+        ("PUT", "/v1/integrations/x/connection", b'{"connection_id": ' + b"[" * 990 + b"]" * 990 + b"}"),
+    ],
+    ids=["array-1500-deep", "array-900-deep-in-a-field", "object-10000-deep", "array-990-deep-in-a-field"],
+)
+async def test_deeply_nested_json_under_the_size_limit_is_a_4xx_problem_not_a_500(
+    method: str, path: str, body: bytes
+) -> None:
+    assert len(body) < 64 * 1024
+    async with harness() as h:
+        key = await h.key()
+        headers = {**auth(key), "Content-Type": "application/json"}
+        r = await h.client.request(method, path, data=body, headers=headers)
+        problem = await r.json()
+        assert r.status in (400, 422), problem
+        assert_problem(r, problem, r.status, "invalid_json" if r.status == 400 else "validation_failed")
+        assert h.publisher.sent == []
+        # the Manager still answers normally afterwards
+        r = await h.client.post("/v1/connections", json=CREATE_BODY, headers=auth(key))
+        assert r.status == 202

@@ -54,6 +54,8 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidJson("the request body is not valid UTF-8 JSON") from None
+    except RecursionError:  # deeply nested arrays/objects: the decoder gives up, so do we (not a 500)
+        raise InvalidJson("the request body nests too deeply") from None
     if not isinstance(data, dict):
         raise InvalidJson("the request body must be a JSON object")
     try:
