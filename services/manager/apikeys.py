@@ -148,7 +148,9 @@ class Authenticator:
     async def authenticate(self, presented: str | None) -> ApiKey:
         """The key's record, or :class:`Unauthenticated` when missing, malformed, unknown or revoked."""
         if not presented:
-            raise Unauthenticated("an API key is required (Authorization: Bearer sfc_...)")
+            raise Unauthenticated(
+                "an API key is required (Authorization: Bearer sfc_... or X-API-Key: sfc_...)"
+            )
         if not KEY_SHAPE.match(presented):
             raise Unauthenticated("the API key is not valid")
         digest = digest_of(presented)

@@ -176,3 +176,37 @@ async def test_the_openapi_document_loads_in_an_independent_openapi_tool() -> No
 async def test_components_are_built_from_the_overrides() -> None:
     async with harness() as h:
         assert h.app[COMPONENTS].connections.repo is h.repo
+
+
+async def test_an_x_api_key_is_accepted_beside_a_non_bearer_authorization_and_a_bearer_one_wins() -> None:
+    async with harness() as h:
+        good = await h.key("connections:read")
+        bad = f"sfc_{'0' * 16}_{'A' * 43}"
+        accepted = {
+            "Basic + X-API-Key": {"Authorization": "Basic dXNlcjpwYXNz", "X-API-Key": good},
+            "Digest + X-API-Key": {"Authorization": 'Digest username="u"', "X-API-Key": good},
+            "bare scheme + X-API-Key": {"Authorization": "Negotiate", "X-API-Key": good},
+            "Bearer good + X-API-Key bad": {**auth(good), "X-API-Key": bad},
+            "lower-case bearer": {"Authorization": f"bearer {good}"},
+        }
+        for why, headers in accepted.items():
+            r = await h.client.get("/v1/connections", headers=headers)
+            assert r.status == 200, (why, await r.json())
+        refused = {
+            "Bearer bad + X-API-Key good": {**auth(bad), "X-API-Key": good},
+            "empty Bearer + X-API-Key good": {"Authorization": "Bearer", "X-API-Key": good},
+            "Basic alone": {"Authorization": f"Basic {good}"},
+            "Basic + bad X-API-Key": {"Authorization": "Basic dXNlcjpwYXNz", "X-API-Key": bad},
+        }
+        for why, headers in refused.items():
+            r = await h.client.get("/v1/connections", headers=headers)
+            body = await r.json()
+            assert r.status == 401 and body["code"] == "unauthenticated", (why, body)
+
+
+async def test_the_openapi_security_schemes_state_which_header_wins() -> None:
+    async with harness() as h:
+        doc = await (await h.client.get("/v1/openapi.json")).json()
+    for scheme in doc["components"]["securitySchemes"].values():
+        assert "Bearer `Authorization` header wins" in scheme["description"]
+        assert "Basic" in scheme["description"]

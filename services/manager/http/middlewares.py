@@ -165,11 +165,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _presented_key(request: web.Request) -> str | None:
+    """The key to check: a Bearer ``Authorization`` wins; else ``X-API-Key`` (any other scheme is ignored).
+
+    An ``Authorization`` header with another scheme (e.g. ``Basic`` added by a proxy) and no ``X-API-Key``
+    presents an empty key, so the answer is "not valid" rather than "missing".
+    """
     auth = request.headers.get("Authorization")
     if auth:
-        scheme, _, value = auth.partition(" ")
-        return value.strip() if scheme.lower() == "bearer" else ""
-    return request.headers.get("X-API-Key")
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return value.strip()
+    header = request.headers.get("X-API-Key")
+    if header is not None:
+        return header.strip()
+    return "" if auth else None
 
 
 @web.middleware

@@ -33,6 +33,12 @@ _HEADERS = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge."}},
     503: {"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "Seconds to wait."}},
 }
+AUTH_RULE = (
+    "Send the API key as `Authorization: Bearer <key>` or as `X-API-Key: <key>`. When both are sent, "
+    "the Bearer `Authorization` header wins and `X-API-Key` is ignored. An `Authorization` header with "
+    "another scheme (e.g. `Basic`, added by a proxy) is ignored when `X-API-Key` is present; without "
+    "`X-API-Key` it is refused with 401."
+)
 _PATH_PARAMS = {
     "connection_id": {"type": "string", "pattern": CONNECTION_ID.pattern, "maxLength": 64},
     "name": {"type": "string", "pattern": SLUG, "maxLength": 63},
@@ -130,8 +136,18 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": defs,
             "securitySchemes": {
-                "bearerApiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "sfc_<id>_<secret>"},
-                "headerApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearerApiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "sfc_<id>_<secret>",
+                    "description": AUTH_RULE,
+                },
+                "headerApiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Key",
+                    "description": AUTH_RULE,
+                },
             },
         },
     }
