@@ -85,14 +85,22 @@ class BuilderRig:
         async with self.http.get(f"{self.sim}/__sim/orgs/{org_key}/apps") as resp:
             return list((await resp.json())["apps"])
 
-    async def authorize(self, org_key: str = "acme") -> str:
-        """Run authorize → Salesforce consent (auto-approved) → callback; returns the callback page."""
-        login_url = self.sim.org_url(org_key)
-        async with self.http.get(
-            f"{self.builder}/v1/salesforce/authorize", params={"login_url": login_url}, allow_redirects=False
+    async def authorize_url(self, org_key: str = "acme", *, method: str = "GET") -> str:
+        """Start an authorization with the admin key: the Salesforce URL (GET's 302, or POST's JSON)."""
+        url = f"{self.builder}/v1/salesforce/authorize"
+        params = {"login_url": self.sim.org_url(org_key)}
+        async with self.http.request(
+            method, url, params=params, headers=self.admin, allow_redirects=False
         ) as resp:
+            if method == "POST":
+                assert resp.status == 200, await resp.text()
+                return str((await resp.json())["authorize_url"])
             assert resp.status == 302, await resp.text()
-            location = resp.headers["Location"]
+            return resp.headers["Location"]
+
+    async def authorize(self, org_key: str = "acme", *, method: str = "GET") -> str:
+        """Run authorize → Salesforce consent (auto-approved) → callback; returns the callback page."""
+        location = await self.authorize_url(org_key, method=method)
         async with self.http.get(location, allow_redirects=False) as resp:
             assert resp.status == 302, await resp.text()
             callback = resp.headers["Location"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,8 +44,11 @@ async def test_authorize_then_callback_stores_the_org_with_an_encrypted_refresh_
 async def test_the_authorize_redirect_carries_a_single_use_state_and_an_s256_challenge(
     rig: BuilderRig,
 ) -> None:
-    async with rig.http.get(f"{rig.builder}/v1/salesforce/authorize", allow_redirects=False) as resp:
+    async with rig.http.get(
+        f"{rig.builder}/v1/salesforce/authorize", headers=rig.admin, allow_redirects=False
+    ) as resp:
         assert resp.status == 302
+        assert resp.headers["Cache-Control"] == "no-store"
         location = resp.headers["Location"]
     parts = urlsplit(location)
     query = parse_qs(parts.query)
@@ -72,8 +76,7 @@ async def test_a_callback_with_an_unknown_or_missing_state_is_refused(rig: Build
 
 
 async def test_an_expired_state_is_refused(rig: BuilderRig) -> None:
-    async with rig.http.get(f"{rig.builder}/v1/salesforce/authorize", allow_redirects=False) as resp:
-        location = resp.headers["Location"]
+    location = await rig.authorize_url("acme")
     await rig.db.oauth_states.update_many(
         {}, {"$set": {"expires_at": __import__("datetime").datetime(2000, 1, 1)}}
     )
@@ -83,12 +86,65 @@ async def test_an_expired_state_is_refused(rig: BuilderRig) -> None:
         assert resp.status == 400 and "expired" in await resp.text()
 
 
-async def test_a_login_url_outside_the_allowed_ones_is_refused_as_a_problem(rig: BuilderRig) -> None:
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_login_url_outside_the_allowed_ones_is_refused_as_a_problem(
+    rig: BuilderRig, method: str
+) -> None:
     url = f"{rig.builder}/v1/salesforce/authorize?login_url=https://evil.example.com"
-    async with rig.http.get(url, allow_redirects=False) as resp:
+    async with rig.http.request(method, url, headers=rig.admin, allow_redirects=False) as resp:
         assert resp.status == 400
         assert resp.content_type == "application/problem+json"
         assert (await resp.json())["code"] == "invalid_input"
+    assert await rig.db.oauth_states.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-key-0123456789abcdef"}, {"X-API-Key": "wrong-key-0123456789abcdef"}],
+    ids=["no key", "wrong bearer", "wrong x-api-key"],
+)
+async def test_starting_an_authorization_needs_the_admin_key_and_writes_nothing_without_it(
+    rig: BuilderRig, method: str, headers: dict[str, str]
+) -> None:
+    url = f"{rig.builder}/v1/salesforce/authorize?login_url={rig.sim.org_url('acme')}"
+    async with rig.http.request(method, url, headers=headers, allow_redirects=False) as resp:
+        assert resp.status == 401
+        assert resp.content_type == "application/problem+json"
+        assert "Location" not in resp.headers
+        assert (await resp.json())["code"] == "unauthenticated"
+    assert await rig.db.oauth_states.count_documents({}) == 0
+
+
+async def test_post_authorize_returns_the_url_for_a_browser_and_that_url_completes_the_flow(
+    rig: BuilderRig,
+) -> None:
+    key_only = {"X-API-Key": rig.admin["Authorization"].removeprefix("Bearer ")}
+    async with rig.http.post(
+        f"{rig.builder}/v1/salesforce/authorize",
+        params={"login_url": rig.sim.org_url("acme")},
+        headers=key_only,
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        assert resp.content_type == "application/json"
+        assert resp.headers["Cache-Control"] == "no-store"
+        body = await resp.json()
+    assert set(body) == {"authorize_url", "expires_at"}
+    query = parse_qs(urlsplit(body["authorize_url"]).query)
+    assert body["authorize_url"].startswith(f"{rig.sim.org_url('acme')}/services/oauth2/authorize?")
+    assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) == 43
+    assert query["redirect_uri"] == [rig.settings.salesforce_callback_url]
+    expires_at = datetime.fromisoformat(body["expires_at"])
+    ttl = (expires_at - datetime.now(UTC)).total_seconds()
+    assert rig.settings.oauth_state_ttl_seconds - 30 < ttl <= rig.settings.oauth_state_ttl_seconds
+    assert await rig.db.oauth_states.count_documents({}) == 1
+    # The admin's browser: Salesforce consent (auto-approved), then back to the open callback, no key.
+    async with rig.http.get(body["authorize_url"], allow_redirects=False) as resp:
+        callback = resp.headers["Location"]
+    async with rig.http.get(callback) as resp:
+        assert resp.status == 200 and "Builder authorized" in await resp.text()
+    assert await rig.db.orgs.count_documents({"_id": rig.org_id("acme")[:15]}) == 1
 
 
 async def test_the_admin_api_needs_the_key_as_bearer_or_x_api_key(rig: BuilderRig) -> None:

@@ -28,8 +28,7 @@ def test_protected_operations_declare_the_admin_key() -> None:
     doc = openapi_document()
     for path, item in doc["paths"].items():
         for operation in item.values():
-            protected = path.startswith("/v1/") and path not in (
-                "/v1/salesforce/authorize",
-                "/v1/salesforce/callback",
-            )
+            protected = path.startswith("/v1/") and path != "/v1/salesforce/callback"
             assert bool(operation.get("security")) == protected, path
+            if protected:
+                assert "401" in operation["responses"], path

@@ -19,7 +19,9 @@ from shared.logging import get_logger, redact_text
 log = get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROBLEM_TYPE = "application/problem+json"
-PUBLIC_PATHS = frozenset({"/v1/salesforce/authorize", "/v1/salesforce/callback", "/v1/openapi.json"})
+# The callback is reached by the admin's browser coming back from Salesforce: it carries no key, and is
+# protected by its single-use state, which only a caller holding the admin key can create (authorize).
+PUBLIC_PATHS = frozenset({"/v1/salesforce/callback", "/v1/openapi.json"})
 
 STATUS_BY_CODE = {
     "invalid_input": 400,
@@ -79,7 +81,7 @@ def _digest(value: str) -> bytes:
 
 @web.middleware
 async def admin_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every ``/v1`` path but the OAuth redirects and the OpenAPI document needs the admin API key."""
+    """Every ``/v1`` path but the OAuth callback and the OpenAPI document needs the admin API key."""
     if not request.path.startswith("/v1/") or request.path in PUBLIC_PATHS:
         return await handler(request)
     expected = request.app[CONTEXT].settings.admin_api_key.get_secret_value()

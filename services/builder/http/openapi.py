@@ -12,6 +12,10 @@ ORG_ID = {
     "schema": {"type": "string", "pattern": r"^00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$"},
 }
 SECURED: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+AUTHORIZE_QUERY = [
+    {"name": "login_url", "in": "query", "schema": {"type": "string", "format": "uri"}},
+    {"name": "sandbox", "in": "query", "schema": {"type": "boolean"}},
+]
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -65,21 +69,48 @@ def openapi_document() -> dict[str, Any]:
             "title": "sfconnect Builder",
             "version": "1.0.0",
             "description": "Authorizes the Builder in Salesforce orgs and lists their objects. Everything under "
-            "/v1 except the OAuth redirects and this document needs the admin API key.",
+            "/v1 except the OAuth callback and this document needs the admin API key.",
         },
         "paths": {
             "/v1/salesforce/authorize": {
                 "get": {
-                    "summary": "Start authorizing the Builder in an org (OAuth web server flow with PKCE)",
-                    "parameters": [
-                        {"name": "login_url", "in": "query", "schema": {"type": "string", "format": "uri"}},
-                        {"name": "sandbox", "in": "query", "schema": {"type": "boolean"}},
-                    ],
+                    "summary": "Start authorizing the Builder in an org: redirect to Salesforce (for scripts)",
+                    "description": "OAuth web server flow with PKCE: stores a single-use state and answers "
+                    "302 to the login host's authorize page. A browser cannot send the admin key; an admin "
+                    "uses POST and opens the URL it returns.",
+                    "security": SECURED,
+                    "parameters": AUTHORIZE_QUERY,
                     "responses": {
                         "302": {"description": "Redirect to the Salesforce authorize page"},
                         "400": PROBLEM,
+                        "401": PROBLEM,
+                        "503": PROBLEM,
                     },
-                }
+                },
+                "post": {
+                    "summary": "Start authorizing the Builder in an org: the Salesforce URL to open",
+                    "description": "Stores a single-use state and returns the login host's authorize URL "
+                    "(with the state and an S256 PKCE challenge) for an admin to open in a browser before "
+                    "expires_at; Salesforce then redirects the browser to the callback.",
+                    "security": SECURED,
+                    "parameters": AUTHORIZE_QUERY,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["authorize_url", "expires_at"],
+                                "properties": {
+                                    "authorize_url": {"type": "string", "format": "uri"},
+                                    "expires_at": {"type": "string", "format": "date-time"},
+                                },
+                            },
+                            "Open authorize_url in a browser and sign in to the org",
+                        ),
+                        "400": PROBLEM,
+                        "401": PROBLEM,
+                        "503": PROBLEM,
+                    },
+                },
             },
             "/v1/salesforce/callback": {
                 "get": {

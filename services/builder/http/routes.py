@@ -14,7 +14,9 @@ async def _openapi(request: web.Request) -> web.StreamResponse:
 
 def setup_routes(app: web.Application) -> None:
     """Register every route."""
-    app.router.add_get("/v1/salesforce/authorize", views.authorize, name="authorize")
+    authorize = app.router.add_resource("/v1/salesforce/authorize", name="authorize")
+    authorize.add_route("GET", views.authorize)  # 302, for scripts that follow it
+    authorize.add_route("POST", views.authorize_link)  # JSON with the URL, for an admin's browser
     app.router.add_get("/v1/salesforce/callback", views.callback, name="callback")
     app.router.add_get("/v1/orgs", views.list_orgs, name="orgs")
     app.router.add_get("/v1/orgs/{org_id}/objects", views.list_objects, name="org_objects")

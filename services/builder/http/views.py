@@ -51,8 +51,8 @@ def _org_id(request: web.Request) -> str:
     return org_id
 
 
-async def authorize(request: web.Request) -> web.StreamResponse:
-    """302 to the login host's authorize page with a single-use state and an S256 PKCE challenge."""
+async def _start_authorization(request: web.Request) -> tuple[str, datetime]:
+    """Store a single-use state with its PKCE verifier; the Salesforce authorize URL and when it expires."""
     ctx = _ctx(request)
     settings = ctx.settings
     sandbox = request.query.get("sandbox", "").lower() in _TRUE
@@ -75,8 +75,21 @@ async def authorize(request: web.Request) -> web.StreamResponse:
         state=state,
         verifier=verifier,
     )
-    log.info("authorization started", login_url=login_url, is_sandbox=is_sandbox)
+    log.info("authorization started", login_url=login_url, is_sandbox=is_sandbox, method=request.method)
+    return location, expires_at
+
+
+async def authorize(request: web.Request) -> web.StreamResponse:
+    """GET (admin key): 302 to the login host's authorize page with a single-use state and S256 challenge."""
+    location, _ = await _start_authorization(request)
     raise web.HTTPFound(location, headers={"Cache-Control": "no-store"})
+
+
+async def authorize_link(request: web.Request) -> web.StreamResponse:
+    """POST (admin key): the same authorize URL as JSON, for an admin to open in a browser."""
+    location, expires_at = await _start_authorization(request)
+    body = {"authorize_url": location, "expires_at": expires_at.isoformat()}
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 async def callback(request: web.Request) -> web.StreamResponse:

@@ -32,7 +32,8 @@ LEASE_POLL_SECONDS = 0.2
 def revoked(org_id: str) -> AuthorizationRevoked:
     return AuthorizationRevoked(
         f"the Builder's authorization in org {org_id} was revoked or expired; "
-        "an org admin must authorize the Builder again (GET /v1/salesforce/authorize)"
+        "an admin must authorize the Builder again (POST /v1/salesforce/authorize with the admin API key, "
+        "then sign in to the org at the URL it returns)"
     )
 
 
@@ -40,8 +41,9 @@ def ensure_usable(org: OrgAuthorization | None, org_id: str) -> OrgAuthorization
     """The org's authorization, or the error that says what an admin must do."""
     if org is None:
         raise OrgNotAuthorized(
-            f"the Builder is not authorized in org {org_id}; an org admin must authorize it first "
-            "(GET /v1/salesforce/authorize)"
+            f"the Builder is not authorized in org {org_id}; an admin must authorize it first "
+            "(POST /v1/salesforce/authorize with the admin API key, then sign in to the org at the URL it "
+            "returns)"
         )
     if org.status is OrgStatus.NEEDS_REAUTH:
         raise revoked(org.org_id)
