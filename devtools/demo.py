@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     except DemoFailed as exc:
         say(f"[FAILED] step '{exc.step}': {exc.reason}")
         return 1
-    stack = Stack(amqp_prefix=f"demo{uuid.uuid4().hex[:6]}.")
+    stack = Stack(amqp_prefix=f"demo{uuid.uuid4().hex[:6]}.", die_with_parent=True)
     code = 1
     try:
         start_stack(stack)
@@ -246,32 +246,13 @@ def main(argv: list[str] | None = None) -> int:
         say("== shutting down")
         codes = stack.stop()
         say("  " + ", ".join(f"{n} exited {c}" for n, c in codes.items()))
-        asyncio.run(_drop_topology(stack))
+        stack.drop_topology()
         if args.keep or code:
             say(f"  logs kept in {stack.workdir / 'logs'}")
         else:
             shutil.rmtree(stack.workdir, ignore_errors=True)
     say(f"== demo {'passed' if code == 0 else 'FAILED'} in {time.monotonic() - started:.1f}s")
     return code
-
-
-async def _drop_topology(stack: Stack) -> None:
-    """Remove the demo's prefixed exchanges and queues from the shared broker."""
-    import aio_pika
-
-    from shared.amqp import Topology
-
-    try:
-        conn = await aio_pika.connect(stack.amqp_url, timeout=5)
-    except Exception:
-        return
-    try:
-        ch = await conn.channel()
-        await Topology(prefix=stack.amqp_prefix).delete_all(ch, instance_ids=("manager",))
-    except Exception as exc:
-        say(f"  (could not remove the demo's queues: {type(exc).__name__})")
-    finally:
-        await conn.close()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ everything it started (SIGTERM, then SIGKILL after a grace period).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,6 +53,15 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the harness dies, so nothing is orphaned."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class StackError(RuntimeError):
     """A process did not start or become ready; the message names it and points at its log."""
 
@@ -63,13 +74,21 @@ class Proc:
     log_path: Path
     ready_url: str | None = None
     port: int | None = None
+    # Linux ties this to the thread that started the child: only for processes started on the main thread.
+    die_with_parent: bool = False
     popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            self.argv,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         log.close()
 
@@ -137,6 +156,7 @@ class Stack:
         default_factory=lambda: generate_key().replace("-", "A").replace("_", "B")
     )
     org_key: str = "acme"
+    die_with_parent: bool = False  # demo and make run: children end with the harness (main thread only)
 
     @property
     def sim_url(self) -> str:
@@ -160,6 +180,7 @@ class Stack:
         return env
 
     def _launch(self, proc: Proc, deadline_s: float = 60.0) -> Proc:
+        proc.die_with_parent = self.die_with_parent
         self.procs[proc.name] = proc
         proc.start()
         proc.wait_ready(deadline_s)
@@ -350,6 +371,34 @@ class Stack:
             codes[name] = self.procs[name].stop()
         return codes
 
+    def drop_topology(self) -> None:
+        """Remove this stack's prefixed exchanges and queues from the (shared) broker."""
+        if not self.amqp_prefix:
+            return
+        managers = tuple(name for name in self.procs if name.startswith("manager"))
+        thread = threading.Thread(
+            target=asyncio.run, args=(_drop(self.amqp_url, self.amqp_prefix, managers),)
+        )
+        thread.start()
+        thread.join(30)
+
     def cleanup(self) -> None:
         self.stop()
+        self.drop_topology()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+async def _drop(amqp_url: str, prefix: str, instance_ids: tuple[str, ...]) -> None:
+    import aio_pika
+
+    from shared.amqp import Topology
+
+    try:
+        conn = await aio_pika.connect(amqp_url, timeout=5)
+    except Exception:  # the broker is gone: nothing to clean
+        return
+    try:
+        channel = await conn.channel()
+        await Topology(prefix=prefix).delete_all(channel, instance_ids=instance_ids)
+    finally:
+        await conn.close()
