@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -15,14 +16,44 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from manager.apikeys import MongoApiKeys, Scope, create_api_key, revoke_api_key
+from manager.apikeys import MongoApiKeys, Scope, create_api_key, revoke_api_key, valid_key_name
 from manager.ports import utc_now_ms
 from manager.repository import MongoConnections, ensure_indexes
 from manager.rotation import rotate_keys
-from manager.settings import ManagerSettings
-from shared.errors import SfconnectError
+from manager.settings import ManagerSettings, ManagerStoreSettings
+from shared.errors import InvalidInput, SfconnectError
 from shared.logging import configure_logging
 from shared.settings import describe_validation_error
+
+_KEY_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _key_name(value: str) -> str:
+    try:
+        return valid_key_name(value)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _key_id(value: str) -> str:
+    if not _KEY_ID.match(value):
+        raise argparse.ArgumentTypeError("must be a key id as 'api-keys list' shows it (16 hex digits)")
+    return value
+
+
+def _batch_size(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _printable(text: str) -> str:
+    """``text`` as is when printable, else with its control characters escaped (names stored earlier)."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,17 +63,17 @@ def _parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("api-keys", help="manage API keys").add_subparsers(dest="action", required=True)
     create = keys.add_parser("create", help="create a key and print it once")
     create.add_argument("--scope", action="append", required=True, choices=[s.value for s in Scope])
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, type=_key_name, help="1-64 printable characters")
     revoke = keys.add_parser("revoke", help="revoke a key by id")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", type=_key_id)
     keys.add_parser("list", help="list keys (never the keys themselves)")
     rotate = sub.add_parser("rotate-keys", help="re-encrypt stored tokens with the first ENCRYPTION_KEYS key")
-    rotate.add_argument("--batch-size", type=int, default=100)
+    rotate.add_argument("--batch-size", type=_batch_size, default=100, help="records per batch (>= 1)")
     return parser
 
 
 @asynccontextmanager
-async def _database(settings: ManagerSettings) -> AsyncIterator[AsyncDatabase[Any]]:
+async def _database(settings: ManagerStoreSettings) -> AsyncIterator[AsyncDatabase[Any]]:
     from manager.app import _mongo_client
 
     client = _mongo_client(settings)
@@ -54,7 +85,7 @@ async def _database(settings: ManagerSettings) -> AsyncIterator[AsyncDatabase[An
         await client.close()
 
 
-async def _api_keys(settings: ManagerSettings, args: argparse.Namespace) -> int:
+async def _api_keys(settings: ManagerStoreSettings, args: argparse.Namespace) -> int:
     async with _database(settings) as db:
         repo = MongoApiKeys(db)
         if args.action == "create":
@@ -74,7 +105,7 @@ async def _api_keys(settings: ManagerSettings, args: argparse.Namespace) -> int:
             for key in await repo.all():
                 revoked = key.revoked_at.isoformat() if key.revoked_at else "-"
                 print(
-                    f"{key.id}\t{key.name}\t{','.join(sorted(key.scopes))}\t{key.created_at.isoformat()}\t{revoked}"
+                    f"{key.id}\t{_printable(key.name)}\t{','.join(sorted(key.scopes))}\t{key.created_at.isoformat()}\t{revoked}"
                 )
     return 0
 
@@ -109,8 +140,11 @@ def _serve(settings: ManagerSettings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # The API-key commands touch only the database: they need neither ENCRYPTION_KEYS nor
+    # RECIPIENT_PRIVATE_KEYS, so they read the smaller settings class.
+    settings_class = ManagerStoreSettings if args.command == "api-keys" else ManagerSettings
     try:
-        settings = ManagerSettings()  # type: ignore[call-arg]  # values come from the environment
+        settings = settings_class()  # type: ignore[call-arg]  # values come from the environment
     except ValidationError as exc:
         print(describe_validation_error(exc), file=sys.stderr)
         return 2
@@ -122,10 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=None if serving else sys.stderr,
     )
     try:
-        if serving:
-            return _serve(settings)
         if args.command == "api-keys":
             return asyncio.run(_api_keys(settings, args))
+        assert isinstance(settings, ManagerSettings)
+        if serving:
+            return _serve(settings)
         return asyncio.run(_rotate(settings, args.batch_size))
     except SfconnectError as exc:
         print(f"manager: {exc.code}: {exc.message}", file=sys.stderr)

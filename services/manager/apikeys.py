@@ -105,6 +105,27 @@ class MongoApiKeys:
         return [_from_doc(d) async for d in self._col.find({}).sort("created_at", ASCENDING)]
 
 
+NAME_MAX_CHARS = 64
+
+
+def valid_key_name(name: str) -> str:
+    """The name trimmed, or :class:`InvalidInput` unless it is 1-64 printable characters.
+
+    Control characters (newlines, tabs, ESC sequences), Unicode line separators and invisible format
+    characters are refused: names are printed by ``api-keys list`` and logged. The message never echoes
+    the name itself.
+    """
+    trimmed = name.strip(" ")  # only spaces: a trailing newline or tab is refused, not trimmed
+    if not 1 <= len(trimmed) <= NAME_MAX_CHARS:
+        raise InvalidInput(f"name must be 1-{NAME_MAX_CHARS} printable characters (got {len(trimmed)})")
+    if not trimmed.isprintable():
+        raise InvalidInput(
+            f"name must be 1-{NAME_MAX_CHARS} printable characters: "
+            "no control characters, newlines or escape sequences"
+        )
+    return trimmed
+
+
 async def create_api_key(
     repo: ApiKeyRepository, *, name: str, scopes: Iterable[str], now: datetime
 ) -> tuple[ApiKey, str]:
@@ -116,10 +137,9 @@ async def create_api_key(
             f"scopes must be a non-empty subset of {', '.join(s.value for s in Scope)}"
             + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else "")
         )
-    if not name.strip() or len(name) > 100:
-        raise InvalidInput("name must be 1-100 characters")
+    name = valid_key_name(name)
     key_id, plaintext = generate_key()
-    record = ApiKey(key_id, name.strip(), wanted, now)
+    record = ApiKey(key_id, name, wanted, now)
     await repo.add(record, digest=digest_of(plaintext))
     return record, plaintext
 

@@ -36,7 +36,7 @@ from manager.repository import (
     ping,
 )
 from manager.services import ConnectionService
-from manager.settings import ManagerSettings
+from manager.settings import ManagerSettings, ManagerStoreSettings
 from manager.sweeper import Sweeper
 from manager.tokens import TokenService
 from shared.amqp import Consumer, Publisher, RpcClient, Topology, connect
@@ -65,7 +65,7 @@ class Overrides:
     auth_cache_seconds: float = 5.0
 
 
-def _mongo_client(settings: ManagerSettings) -> AsyncMongoClient[Any]:
+def _mongo_client(settings: ManagerStoreSettings) -> AsyncMongoClient[Any]:
     timeout_ms = int(settings.mongodb_timeout_seconds * 1000)
     return AsyncMongoClient(
         settings.mongodb_url.get_secret_value(),

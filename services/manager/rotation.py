@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from manager.domain import ACCESS_TOKEN_FIELD
 from manager.repository import ConnectionRepository
 from shared.crypto import DecryptionError, Keyring
+from shared.errors import InvalidInput
 from shared.logging import get_logger
 
 log = get_logger("manager.rotation")
@@ -36,6 +37,8 @@ async def rotate_keys(
     repo: ConnectionRepository, keyring: Keyring, *, batch_size: int = 100, max_passes: int = 10
 ) -> RotationReport:
     """Re-encrypt every token not under ``keyring.active_kid``; returns counts (``failed`` = unreadable)."""
+    if batch_size < 1:
+        raise InvalidInput("the batch size must be at least 1")
     report = RotationReport()
     unreadable: set[str] = set()
     for _ in range(max_passes):

@@ -23,11 +23,26 @@ def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class ManagerSettings(ServiceSettings):
-    """Everything the Manager reads from its environment (names pinned in the team notes)."""
+class ManagerStoreSettings(ServiceSettings):
+    """What the API-key commands need: the database only (no encryption or recipient keys)."""
 
     service_name: str = Field("manager", description="Name put on every log line and AMQP app_id.")
     mongodb_database: str = Field("sfconnect_manager", min_length=1, max_length=63)
+    instance_id: str = Field(
+        default_factory=_default_instance_id,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="This replica's id (names its RPC reply queue and its refresh leases).",
+    )
+    mongodb_timeout_seconds: float = Field(
+        5, gt=0, description="Server selection and operation timeout for MongoDB calls."
+    )
+
+
+class ManagerSettings(ManagerStoreSettings):
+    """Everything the Manager reads from its environment (names pinned in the team notes)."""
+
     http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")  # noqa: S104
     http_port: int = Field(8080, ge=1, le=65535)
     encryption_keys: SecretStr = Field(
@@ -35,13 +50,6 @@ class ManagerSettings(ServiceSettings):
     )
     recipient_private_keys: SecretStr = Field(
         description="Comma-separated 'kid:base64url-x25519' keys; the first is the one the Builder seals to."
-    )
-    instance_id: str = Field(
-        default_factory=_default_instance_id,
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="This replica's id (names its RPC reply queue and its refresh leases).",
     )
     token_lifetime_seconds: float = Field(3600, gt=0, description="Tokens older than this are refreshed.")
     rpc_deadline_seconds: float = Field(
@@ -56,9 +64,6 @@ class ManagerSettings(ServiceSettings):
         5,
         ge=0,
         description="A force_refresh within this many seconds of the last refresh returns that token.",
-    )
-    mongodb_timeout_seconds: float = Field(
-        5, gt=0, description="Server selection and operation timeout for MongoDB calls."
     )
 
     @field_validator("encryption_keys")

@@ -176,3 +176,68 @@ def test_serve_answers_and_shuts_down_gracefully_on_sigterm(
             proc.kill()
             proc.wait(10)
         asyncio.run(_delete_topology(amqp_url, amqp_prefix))
+
+
+def test_api_key_commands_need_only_the_database_settings(good_env: dict[str, str]) -> None:
+    for missing_or_bad in ({}, {"ENCRYPTION_KEYS": "not-a-keyring", "RECIPIENT_PRIVATE_KEYS": "r1:!!!"}):
+        env = {k: v for k, v in good_env.items() if k not in ("ENCRYPTION_KEYS", "RECIPIENT_PRIVATE_KEYS")}
+        env.update(missing_or_bad)
+        created = _run(["api-keys", "create", "--scope", "tokens:read", "--name", "no-crypto"], env)
+        assert created.returncode == 0, created.stderr
+        key_id = created.stdout.strip().split("_")[1]
+        listed = _run(["api-keys", "list"], env)
+        assert listed.returncode == 0 and key_id in listed.stdout, listed.stderr
+        revoked = _run(["api-keys", "revoke", key_id], env)
+        assert revoked.returncode == 0, revoked.stderr
+    # serving and rotating still need them
+    env = {k: v for k, v in good_env.items() if k != "ENCRYPTION_KEYS"}
+    refused = _run(["rotate-keys"], env)
+    assert refused.returncode == 2 and "ENCRYPTION_KEYS: Field required" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["api-keys", "create", "--scope", "tokens:read", "--name", "two\nlines"], "printable"),
+        (["api-keys", "create", "--scope", "tokens:read", "--name", "\x1b[31mred\x1b[0m"], "escape"),
+        (["api-keys", "create", "--scope", "tokens:read", "--name", "tab\there"], "control characters"),
+        (["api-keys", "create", "--scope", "tokens:read", "--name", "bidi\u202eevil"], "printable"),
+        (["api-keys", "create", "--scope", "tokens:read", "--name", "x" * 65], "1-64"),
+        (["api-keys", "create", "--scope", "tokens:read", "--name", "   "], "1-64"),
+        (["api-keys", "revoke", "../../etc"], "16 hex digits"),
+        (["rotate-keys", "--batch-size", "0"], "at least 1"),
+        (["rotate-keys", "--batch-size", "-5"], "at least 1"),
+        (["rotate-keys", "--batch-size", "many"], "whole number"),
+    ],
+    ids=[
+        "newline",
+        "escape-sequence",
+        "tab",
+        "bidi-override",
+        "65-chars",
+        "blank",
+        "key-id",
+        "0",
+        "-5",
+        "nan",
+    ],
+)
+def test_bad_command_line_input_is_refused_with_a_clear_usage_error(
+    good_env: dict[str, str], args: list[str], mentions: str
+) -> None:
+    result = _run(args, good_env, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert mentions in result.stderr and "Traceback" not in result.stderr and result.stdout == ""
+    assert "\x1b" not in result.stderr and "\u202e" not in result.stderr  # the bad name is not echoed
+
+
+def test_a_64_character_name_is_accepted_and_nothing_is_stored_for_a_refused_one(
+    good_env: dict[str, str],
+) -> None:
+    assert _run(["api-keys", "create", "--scope", "tokens:read", "--name", "x\n"], good_env).returncode == 2
+    name = "Billing sync — prod (owner: ops@acme.com) " + "y" * 22
+    assert len(name) == 64
+    created = _run(["api-keys", "create", "--scope", "tokens:read", "--name", name], good_env)
+    assert created.returncode == 0, created.stderr
+    rows = _run(["api-keys", "list"], good_env).stdout.strip().splitlines()
+    assert len(rows) == 1 and rows[0].split("\t")[1] == name

@@ -92,3 +92,12 @@ async def test_rotation_reports_tokens_it_cannot_read_and_still_rotates_the_rest
     assert (report.rotated, report.failed, report.complete) == (1, 1, False)
     doc = await s.db.connections.find_one({"_id": good["id"]})
     assert doc["token"]["ciphertext"].startswith("v1.k2.")
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+async def test_rotation_refuses_a_batch_size_below_one(mongo_db: Any, batch_size: int) -> None:
+    from shared.errors import InvalidInput
+
+    keyring = Keyring.parse(f"k1:{generate_key()}")
+    with pytest.raises(InvalidInput, match="at least 1"):
+        await rotate_keys(MongoConnections(mongo_db), keyring, batch_size=batch_size)

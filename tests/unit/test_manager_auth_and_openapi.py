@@ -11,6 +11,7 @@ from manager.errors import InsufficientScope, Unauthenticated
 from manager.http.routes import ROUTES, Route
 from manager.http.state import COMPONENTS
 
+from shared.errors import InvalidInput
 from tests.unit.manager_fakes import FakeApiKeys, FakeClock
 from tests.unit.manager_http_harness import CREATE_BODY, auth, harness
 
@@ -210,3 +211,24 @@ async def test_the_openapi_security_schemes_state_which_header_wins() -> None:
     for scheme in doc["components"]["securitySchemes"].values():
         assert "Bearer `Authorization` header wins" in scheme["description"]
         assert "Basic" in scheme["description"]
+
+
+@pytest.mark.parametrize(
+    "name", ["", "   ", "a\nb", "ok\n", "\x1b[2J", "tab\t", "nul\x00", "line\u2028sep", "rlo\u202e", "z" * 65]
+)
+async def test_key_names_must_be_1_to_64_printable_characters(name: str) -> None:
+    repo = FakeApiKeys()
+    with pytest.raises(InvalidInput, match="name must be 1-64 printable characters") as info:
+        await create_api_key(repo, name=name, scopes=["tokens:read"], now=FakeClock()())
+    assert name.strip() == "" or name not in info.value.message
+    assert repo.by_id == {}
+
+
+async def test_key_names_keep_inner_spaces_and_unicode_letters_and_lose_outer_spaces() -> None:
+    repo = FakeApiKeys()
+    record, _ = await create_api_key(
+        repo, name="  Équipe paie — prod  ", scopes=["tokens:read"], now=FakeClock()()
+    )
+    assert record.name == "Équipe paie — prod"
+    record, _ = await create_api_key(repo, name="q" * 64, scopes=["tokens:read"], now=FakeClock()())
+    assert record.name == "q" * 64
