@@ -149,7 +149,7 @@ class BenchStack:
         """Authorize the Builder in the simulated org by following the OAuth redirects."""
         admin = {"Authorization": f"Bearer {self.stack.admin_api_key}"}
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            async with http.get(f"{self.url('builder')}/v1/salesforce/authorize") as resp:
+            async with http.get(f"{self.url('builder')}/v1/salesforce/authorize", headers=admin) as resp:
                 if resp.status != 200:
                     raise BenchError(f"authorizing the Builder failed with {resp.status}")
             async with http.get(f"{self.url('builder')}/v1/orgs", headers=admin) as resp:
