@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from builder.salesforce.oauth import TokenResponse, post_token
 from builder.salesforce.transport import Transport
@@ -34,7 +36,14 @@ def make_assertion(
         "aud": audience,
         "exp": issued + ASSERTION_LIFETIME_SECONDS,
     }
-    return jwt.encode(claims, private_key_pem, algorithm="RS256")
+    # The Builder made this key itself and keeps it under authenticated encryption, so OpenSSL's RSA
+    # consistency check (tens of ms of CPU per call; docs/PERFORMANCE.md) proves nothing here: skip it.
+    key = serialization.load_pem_private_key(
+        private_key_pem.encode(), password=None, unsafe_skip_rsa_key_validation=True
+    )
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise TypeError("the connection's private key is not an RSA key")
+    return jwt.encode(claims, key, algorithm="RS256")
 
 
 @dataclass
