@@ -82,21 +82,22 @@ class Org:
         return self.permission_set(ref) if ref.startswith("0PS") else self.permission_set_by_name(ref)
 
     def user_permission_sets(self, user_id: str) -> list[PermissionSet]:
-        out = []
-        for a in self.assignments.values():
-            if same_id(a.assignee_id, user_id):
-                ps = self.permission_set(a.permission_set_id)
-                if ps is not None:
-                    out.append(ps)
-        return out
+        held = {
+            a.permission_set_id[:15] for a in self.assignments.values() if same_id(a.assignee_id, user_id)
+        }
+        return [p for p in self.permission_sets.values() if p.id[:15] in held]
 
     def is_preauthorized(self, user: User, app: OAuthApp) -> bool:
         """True when the user holds a permission set or profile listed on the app."""
-        held = self.user_permission_sets(user.id)
-        for ref in app.permission_sets:
-            wanted = self.permission_set_ref(ref)
-            if wanted is not None and any(p.id == wanted.id for p in held):
-                return True
+        # One pass over the assignments: a JWT grant must not cost O(assignments x permission sets).
+        wanted = {
+            ps.id[:15] for ref in app.permission_sets if (ps := self.permission_set_ref(ref)) is not None
+        }
+        if wanted and any(
+            a.permission_set_id[:15] in wanted and same_id(a.assignee_id, user.id)
+            for a in self.assignments.values()
+        ):
+            return True
         return any(p.casefold() == user.profile.casefold() for p in app.profiles)
 
     def snapshot(self) -> Any:
