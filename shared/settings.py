@@ -6,6 +6,7 @@ with its own prefix-free fields; the names below are shared by both services.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -13,12 +14,15 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+AMQP_PREFIX_SHAPE = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
 
 
 class ServiceSettings(BaseSettings):
     """Settings every service has: where the broker and the database are, how to log."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # allow_inf_nan=False: every float setting (timeouts, intervals, deadlines) of every service refuses
+    # inf and nan ("SWEEPER_INTERVAL_SECONDS=inf" is a configuration error, not "never").
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True, allow_inf_nan=False)
 
     service_name: str = Field("sfconnect", description="Name put on every log line and AMQP app_id.")
     amqp_url: SecretStr = Field(
@@ -32,7 +36,9 @@ class ServiceSettings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_json: bool = Field(True, description="JSON lines (true) or human-readable console output (false).")
     amqp_prefix: str = Field(
-        "", description="Prefix for every exchange and queue name (tests isolate themselves with it)."
+        "",
+        description="Prefix for every exchange and queue name (tests isolate themselves with it): "
+        "at most 64 letters, digits, '.', '_' or '-'.",
     )
 
     @field_validator("amqp_url")
@@ -45,6 +51,14 @@ class ServiceSettings(BaseSettings):
             parts.port  # noqa: B018 - raises on a malformed port
         except ValueError as exc:
             raise ValueError("has a malformed port") from exc
+        return v
+
+    @field_validator("amqp_prefix")
+    @classmethod
+    def _amqp_prefix_shape(cls, v: str) -> str:
+        # Names are prefix + e.g. "manager.rpc.<instance id>"; the broker caps names at 255 bytes.
+        if not AMQP_PREFIX_SHAPE.match(v):
+            raise ValueError("must be at most 64 characters, each a letter, digit, '.', '_' or '-'")
         return v
 
     @field_validator("mongodb_url")

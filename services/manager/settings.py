@@ -19,6 +19,10 @@ def _bad_key(message: str) -> PydanticCustomError:
     return PydanticCustomError("invalid_key", message.strip())
 
 
+# Durations above a year are typos; they would also overflow timedelta/asyncio at start-up.
+MAX_SECONDS = 366 * 24 * 3600
+
+
 def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -36,7 +40,7 @@ class ManagerStoreSettings(ServiceSettings):
         description="This replica's id (names its RPC reply queue and its refresh leases).",
     )
     mongodb_timeout_seconds: float = Field(
-        5, gt=0, description="Server selection and operation timeout for MongoDB calls."
+        5, gt=0, le=MAX_SECONDS, description="Server selection and operation timeout for MongoDB calls."
     )
 
 
@@ -51,18 +55,28 @@ class ManagerSettings(ManagerStoreSettings):
     recipient_private_keys: SecretStr = Field(
         description="Comma-separated 'kid:base64url-x25519' keys; the first is the one the Builder seals to."
     )
-    token_lifetime_seconds: float = Field(3600, gt=0, description="Tokens older than this are refreshed.")
-    rpc_deadline_seconds: float = Field(
-        30, gt=0, description="How long a token refresh waits for the Builder."
+    token_lifetime_seconds: float = Field(
+        3600, gt=0, le=MAX_SECONDS, description="Tokens older than this are refreshed."
     )
-    publish_deadline_seconds: float = Field(5, gt=0, description="How long a publish waits for its confirm.")
-    sweeper_interval_seconds: float = Field(30, gt=0, description="How often unpublished commands are swept.")
+    rpc_deadline_seconds: float = Field(
+        30, gt=0, le=MAX_SECONDS, description="How long a token refresh waits for the Builder."
+    )
+    publish_deadline_seconds: float = Field(
+        5, gt=0, le=MAX_SECONDS, description="How long a publish waits for its confirm."
+    )
+    sweeper_interval_seconds: float = Field(
+        30, gt=0, le=MAX_SECONDS, description="How often unpublished commands are swept."
+    )
     pending_republish_seconds: float = Field(
-        120, gt=0, description="A command still unanswered after this long is published again."
+        120,
+        gt=0,
+        le=MAX_SECONDS,
+        description="A command still unanswered after this long is published again.",
     )
     refresh_min_interval_seconds: float = Field(
         5,
         ge=0,
+        le=MAX_SECONDS,
         description="A force_refresh within this many seconds of the last refresh returns that token.",
     )
 

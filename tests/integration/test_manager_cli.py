@@ -62,6 +62,11 @@ def good_env(mongodb_url: str, mongo_db: Any) -> dict[str, str]:
         ({"MONGODB_URL": "http://localhost"}, "MONGODB_URL: Value error, must be a mongodb://"),
         ({"HTTP_PORT": "70000"}, "HTTP_PORT"),
         ({"TOKEN_LIFETIME_SECONDS": "-1"}, "TOKEN_LIFETIME_SECONDS"),
+        ({"TOKEN_LIFETIME_SECONDS": "1e300"}, "TOKEN_LIFETIME_SECONDS: Input should be less than or equal"),
+        ({"SWEEPER_INTERVAL_SECONDS": "inf"}, "SWEEPER_INTERVAL_SECONDS: Input should be a finite number"),
+        ({"RPC_DEADLINE_SECONDS": "nan"}, "RPC_DEADLINE_SECONDS: Input should be a finite number"),
+        ({"AMQP_PREFIX": "../; rm -rf"}, "AMQP_PREFIX: Value error, must be at most 64 characters"),
+        ({"AMQP_PREFIX": "p" * 300}, "AMQP_PREFIX: Value error, must be at most 64 characters"),
     ],
 )
 def test_bad_configuration_refuses_to_start_with_one_clear_line(
