@@ -43,8 +43,16 @@ def decode(
     *,
     accept: tuple[type[Contract], ...] | None = None,
 ) -> Contract:
-    """Decode ``body`` as the contract named by ``message_type`` (optionally limited to ``accept``)."""
-    if content_type is not None and content_type.split(";")[0].strip().lower() != CONTENT_TYPE:
+    """Decode ``body`` as the contract named by ``message_type`` (optionally limited to ``accept``).
+
+    A message without a content type is refused like a wrong one (``bad_content_type``): every publisher
+    of ours sets it, so its absence means the message did not come from our code.
+    """
+    if content_type is None or not content_type.strip():
+        raise MalformedMessage(
+            "bad_content_type", f"the message has no content_type (expected {CONTENT_TYPE})"
+        )
+    if content_type.split(";")[0].strip().lower() != CONTENT_TYPE:
         raise MalformedMessage("bad_content_type", f"content_type {content_type!r} is not {CONTENT_TYPE}")
     model = REGISTRY.get(message_type or "")
     if model is None or (accept is not None and model not in accept):
@@ -55,6 +63,8 @@ def decode(
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedMessage("invalid_json", f"body is not UTF-8 JSON ({type(exc).__name__})") from None
+    except RecursionError:  # deeply nested arrays/objects under the size limit
+        raise MalformedMessage("invalid_json", "body nests too deeply") from None
     if not isinstance(data, dict):
         raise MalformedMessage("invalid_json", "body is not a JSON object")
     try:
