@@ -54,6 +54,19 @@ def instance_name(settings: BuilderSettings) -> str:
     return settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
+def mongo_client(settings: BuilderSettings) -> AsyncMongoClient[dict[str, object]]:
+    """The MongoDB client: every call gives up after MONGODB_TIMEOUT_SECONDS (the store then says 503)."""
+    timeout_ms = int(settings.mongodb_timeout_seconds * 1000)
+    return AsyncMongoClient(
+        settings.mongodb_url.get_secret_value(),
+        tz_aware=True,
+        appname=f"sfconnect-{settings.service_name}",
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        timeoutMS=timeout_ms,
+    )
+
+
 def build_app(
     settings: BuilderSettings,
     *,
@@ -71,10 +84,7 @@ def build_app(
     keyring, sealer = settings.keyring(), settings.sealer()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-            settings.mongodb_url.get_secret_value(), tz_aware=True, serverSelectionTimeoutMS=10_000,
-            appname=f"sfconnect-{settings.service_name}",
-        )  # fmt: skip
+        mongo = mongo_client(settings)
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=settings.salesforce_timeout_seconds),
             headers={"User-Agent": "sfconnect-builder/1.0"},

@@ -28,7 +28,9 @@ def failure_reply(message: Any, delivery: Delivery, error: SfconnectError) -> Co
         else _ALIASES.get(error.code, ErrorCode.INTERNAL_ERROR)
     )
     text = redact_text(error.message) or code.value
-    if code is ErrorCode.INTERNAL_ERROR:
+    if error.code == "database_unavailable":
+        text = f"the Builder's database did not answer ({text}); the command may be sent again"
+    elif code is ErrorCode.INTERNAL_ERROR:
         text = f"the Builder failed unexpectedly ({text}); the command may be sent again"
     return CommandFailed(
         connection_id=connection_id,

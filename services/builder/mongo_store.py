@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, PyMongoError
 
 from builder.mongo_connections import aware, connection_from_doc, connection_to_doc
 from builder.store import (
@@ -19,11 +21,36 @@ from builder.store import (
     OrgStatus,
     PendingAuthorization,
     StateRejected,
+    StoreUnavailable,
     org_key,
 )
 from shared.crypto import Keyring
 
 Doc = dict[str, Any]
+P = ParamSpec("P")
+T = TypeVar("T")
+RETRY_AFTER_SECONDS = 5
+
+
+def mongo_errors(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Turn "the database cannot be reached / did not answer in time" into :class:`StoreUnavailable`."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except (ConnectionFailure, ExecutionTimeout) as exc:
+            raise StoreUnavailable(
+                f"MongoDB unavailable ({type(exc).__name__})", retry_after=RETRY_AFTER_SECONDS
+            ) from None
+        except PyMongoError as exc:
+            if exc.timeout:
+                raise StoreUnavailable(
+                    f"MongoDB timed out ({type(exc).__name__})", retry_after=RETRY_AFTER_SECONDS
+                ) from None
+            raise
+
+    return wrapper
 
 
 def _now() -> datetime:
@@ -35,7 +62,11 @@ def _state_id(state: str) -> str:
 
 
 class MongoStore:
-    """Collections: orgs, oauth_states (TTL), connections, leases (TTL), objects_cache."""
+    """Collections: orgs, oauth_states (TTL), connections, leases (TTL), objects_cache.
+
+    Every method answers :class:`StoreUnavailable` (retryable) when the database is unreachable or slower
+    than the client's timeouts (``MONGODB_TIMEOUT_SECONDS``), never a driver error.
+    """
 
     def __init__(self, db: AsyncDatabase[Doc], keyring: Keyring) -> None:
         self.db = db
@@ -46,6 +77,7 @@ class MongoStore:
         self.leases = db["leases"]
         self.objects = db["objects_cache"]
 
+    @mongo_errors
     async def ensure_indexes(self) -> None:
         """Create every index (idempotent)."""
         await self.states.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl")
@@ -55,6 +87,7 @@ class MongoStore:
             [("org_key", ASCENDING), ("status", ASCENDING)], name="org_status"
         )
 
+    @mongo_errors
     async def ping(self) -> None:
         await self.db.command("ping")
 
@@ -85,6 +118,7 @@ class MongoStore:
             updated_at=aware(doc.get("updated_at")),
         )
 
+    @mongo_errors
     async def save_authorization(self, org: OrgAuthorization) -> OrgAuthorization:
         """Store a fresh authorization (from the OAuth callback), keeping what was learnt about the org."""
         key, now = org_key(org.org_id), _now()
@@ -111,18 +145,22 @@ class MongoStore:
         assert doc is not None, "an upsert returns the document"
         return self._org_from(doc)
 
+    @mongo_errors
     async def get_org(self, org_id: str) -> OrgAuthorization | None:
         doc = await self.orgs.find_one({"_id": org_key(org_id)})
         return self._org_from(doc) if doc else None
 
+    @mongo_errors
     async def list_orgs(self) -> list[OrgAuthorization]:
         return [self._org_from(d) async for d in self.orgs.find({}).sort("_id", ASCENDING)]
 
+    @mongo_errors
     async def delete_org(self, org_id: str) -> bool:
         result = await self.orgs.delete_one({"_id": org_key(org_id)})
         await self.objects.delete_one({"_id": org_key(org_id)})
         return result.deleted_count == 1
 
+    @mongo_errors
     async def save_refreshed_tokens(
         self,
         org_id: str,
@@ -147,6 +185,7 @@ class MongoStore:
         )
         return result.modified_count == 1
 
+    @mongo_errors
     async def mark_needs_reauth(self, org_id: str, reason: str) -> None:
         await self.orgs.update_one(
             {"_id": org_key(org_id)},
@@ -160,6 +199,7 @@ class MongoStore:
             },
         )
 
+    @mongo_errors
     async def remember_app_kind(self, org_id: str, kind: str, supported: bool) -> None:
         await self.orgs.update_one(
             {"_id": org_key(org_id)}, {"$set": {f"app_kind_support.{kind}": supported, "updated_at": _now()}}
@@ -167,6 +207,7 @@ class MongoStore:
 
     # -- OAuth states -------------------------------------------------------------------------------
 
+    @mongo_errors
     async def save_oauth_state(self, state: str, pending: PendingAuthorization) -> None:
         sid = _state_id(state)
         await self.states.insert_one(
@@ -181,6 +222,7 @@ class MongoStore:
             }
         )
 
+    @mongo_errors
     async def consume_oauth_state(self, state: str, now: datetime) -> PendingAuthorization:
         """Mark a state used (single use) and return what it was stored with; refuses unknown/used/expired."""
         sid = _state_id(state)
@@ -205,10 +247,12 @@ class MongoStore:
 
     # -- connections --------------------------------------------------------------------------------
 
+    @mongo_errors
     async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
         doc = await self.connections.find_one({"_id": connection_id})
         return connection_from_doc(doc, self.keyring) if doc else None
 
+    @mongo_errors
     async def save_connection(self, record: ConnectionRecord) -> None:
         """Write the whole record (callers hold the connection's lease)."""
         record = replace(record, created_at=record.created_at or _now(), updated_at=_now())
@@ -217,6 +261,7 @@ class MongoStore:
 
     # -- leases -------------------------------------------------------------------------------------
 
+    @mongo_errors
     async def try_lease(self, key: str, holder: str, seconds: float) -> bool:
         """Take (or extend) the lease ``key`` unless another holder has it and it has not expired."""
         now = _now()
@@ -230,11 +275,13 @@ class MongoStore:
             return False
         return True
 
+    @mongo_errors
     async def release_lease(self, key: str, holder: str) -> None:
         await self.leases.delete_one({"_id": key, "holder": holder})
 
     # -- describeGlobal cache -----------------------------------------------------------------------
 
+    @mongo_errors
     async def get_objects_cache(self, org_id: str) -> ObjectsCache | None:
         doc = await self.objects.find_one({"_id": org_key(org_id)})
         if not doc:
@@ -246,6 +293,7 @@ class MongoStore:
             last_modified=aware(doc.get("last_modified")),
         )
 
+    @mongo_errors
     async def save_objects_cache(self, cache: ObjectsCache) -> None:
         await self.objects.replace_one(
             {"_id": org_key(cache.org_id)},

@@ -65,6 +65,9 @@ class BuilderSettings(ServiceSettings):
     objects_cache_seconds: int = Field(300, ge=0)
     deploy_poll_seconds: float = Field(1.0, gt=0)
     shutdown_drain_seconds: float = Field(30.0, ge=0)
+    mongodb_timeout_seconds: float = Field(
+        5.0, gt=0, le=120, description="Server selection, connect and operation timeout for MongoDB calls."
+    )
     instance_id: str = Field("", description="Name of this replica for leases (default: hostname-pid).")
 
     @field_validator("salesforce_login_url", "salesforce_sandbox_login_url", "salesforce_callback_url")

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from shared.errors import PermanentError
+from shared.errors import PermanentError, RetryableError
 
 
 class OrgStatus(StrEnum):
@@ -33,6 +33,12 @@ class StateRejected(PermanentError):
     """An OAuth callback whose ``state`` is unknown, already used or expired."""
 
     code = "invalid_state"
+
+
+class StoreUnavailable(RetryableError):
+    """The database cannot be reached or does not answer in time (HTTP 503, commands retried)."""
+
+    code = "database_unavailable"
 
 
 @dataclass

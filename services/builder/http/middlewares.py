@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ STATUS_BY_CODE = {
     ErrorCode.ORG_NOT_AUTHORIZED.value: 404,
     ErrorCode.AUTHORIZATION_REVOKED.value: 409,
     ErrorCode.INSUFFICIENT_PERMISSIONS.value: 409,
+    "database_unavailable": 503,
     ErrorCode.SALESFORCE_UNAVAILABLE.value: 503,
     ErrorCode.REQUEST_LIMIT_EXCEEDED.value: 503,
     "salesforce_error": 502,
@@ -118,9 +120,9 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except SfconnectError as exc:
         status = STATUS_BY_CODE.get(exc.code, 500 if not exc.retryable else 503)
         response = problem(status, exc.code, exc.message, instance=request.path)
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            response.headers["Retry-After"] = str(int(retry_after))
+        if exc.retryable:
+            retry_after = getattr(exc, "retry_after", None) or 5
+            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
         log.info("request failed", path=request.path, code=exc.code, status=status)
         return response
     except Exception:

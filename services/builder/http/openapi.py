@@ -132,6 +132,7 @@ def openapi_document() -> dict[str, Any]:
                             "Orgs",
                         ),
                         "401": PROBLEM,
+                        "503": PROBLEM,
                     },
                 }
             },

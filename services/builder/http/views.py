@@ -18,7 +18,13 @@ from builder.salesforce import oauth
 from builder.salesforce.errors import OAuthError
 from builder.salesforce.oauth import TokenResponse
 from builder.salesforce.rest import Access
-from builder.store import ObjectsCache, OrgAuthorization, PendingAuthorization, StateRejected
+from builder.store import (
+    ObjectsCache,
+    OrgAuthorization,
+    PendingAuthorization,
+    StateRejected,
+    StoreUnavailable,
+)
 from shared.contracts.commands import ORG_ID_PATTERN
 from shared.errors import InvalidInput, NotFound, SfconnectError
 from shared.logging import get_logger
@@ -94,6 +100,19 @@ async def authorize_link(request: web.Request) -> web.StreamResponse:
 
 async def callback(request: web.Request) -> web.StreamResponse:
     """Exchange the code, verify the signature, store the authorization; answer with a plain page."""
+    try:
+        return await _callback(request)
+    except StoreUnavailable as exc:
+        page = _page(
+            "Authorization failed",
+            "The Builder's database is not answering; start the authorization again in a minute.",
+            503,
+        )
+        page.headers["Retry-After"] = str(int(exc.retry_after or 5))
+        return page
+
+
+async def _callback(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     state = request.query.get("state", "")
     if not state:
