@@ -29,6 +29,7 @@ def connection_to_doc(c: Connection) -> dict[str, Any]:
         "command": asdict(c.command) if c.command else None,
         "refreshed_at": c.refreshed_at,
         "token_generation": c.token_generation,
+        "last_refresh_error": asdict(c.last_refresh_error) if c.last_refresh_error else None,
     }
     if c.status is not ConnectionStatus.DELETED:
         doc["name_key"] = c.name
@@ -57,4 +58,7 @@ def connection_from_doc(doc: dict[str, Any]) -> Connection:
         command=CommandRecord(**command) if command else None,
         refreshed_at=doc.get("refreshed_at"),
         token_generation=doc.get("token_generation", 0),
+        last_refresh_error=ErrorInfo(**refresh_error)
+        if (refresh_error := doc.get("last_refresh_error"))
+        else None,
     )

@@ -93,6 +93,7 @@ class Connection:
     command: CommandRecord | None = None
     refreshed_at: datetime | None = None
     token_generation: int = 0
+    last_refresh_error: ErrorInfo | None = None
 
     @classmethod
     def new(
@@ -185,6 +186,18 @@ class Connection:
             instance_url=instance_url,
             refreshed_at=now,
             token_generation=self.token_generation + 1,
+            last_refresh_error=None,
+        )
+
+    def refresh_failed(self, *, code: str, message: str, now: datetime) -> Connection:
+        """The Builder refused a refresh: stay ``active`` with the old token, record why for operators."""
+        if self.status is not ConnectionStatus.ACTIVE:
+            raise InvalidTransition(f"connection {self.id} is {self.status}; only active ones are refreshed")
+        return replace(
+            self,
+            version=self.version + 1,
+            updated_at=now,
+            last_refresh_error=ErrorInfo(code, message, now),
         )
 
     def token_is_stale(self, *, now: datetime, lifetime: timedelta) -> bool:

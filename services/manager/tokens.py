@@ -153,6 +153,25 @@ class TokenService:
                         await self.repo.release_refresh_lease(connection_id, holder=self.instance_id)
             await self.sleep(self.poll_interval)
 
+    async def _record_refresh_failure(
+        self, connection_id: str, baseline: int, code: str, message: str
+    ) -> None:
+        """Keep the Builder's refusal on the connection (shown by GET); never masks the caller's error."""
+        now = self.clock()
+
+        def change(conn: Connection) -> Connection | None:
+            if conn.status is not ConnectionStatus.ACTIVE or conn.token_generation > baseline:
+                return None  # deleted, or refreshed by someone else meanwhile: nothing to report
+            return conn.refresh_failed(code=code, message=message, now=now)
+
+        try:
+            await update_with_cas(self.repo, connection_id, change)
+        except Exception as exc:  # best effort: the 502/503 to the caller matters more
+            log.warning(
+                "could not record the refresh failure", connection_id=connection_id, error=type(exc).__name__
+            )
+        log.warning("token refresh refused by the Builder", connection_id=connection_id, code=code)
+
     async def _refresh_with_builder(
         self, connection_id: str, baseline: int, deadline: float, request_id: str | None
     ) -> Connection:
@@ -179,6 +198,7 @@ class TokenService:
         if isinstance(reply, CommandFailed):
             metrics.refreshes.labels("failed").inc()
             cause = reply.error.code.value
+            await self._record_refresh_failure(connection_id, baseline, cause, reply.error.message)
             message = f"the Builder could not refresh the token ({cause}): {reply.error.message}"
             if reply.error.retryable or reply.error.code in RETRYABLE_CODES:
                 raise BuilderUnavailable(message, retry_after=30, cause=cause)

@@ -36,8 +36,9 @@ INSTANCE_URL = "https://acme-dev-ed.my.salesforce.com"
 
 @dataclass
 class BuilderDouble:
-    """Answers commands; ``fail_usernames`` get CommandFailed, ``silent_once`` ignores one create each,
-    ``hold_creates`` delays create replies until it is set."""
+    """Answers commands; ``fail_usernames`` get CommandFailed, ``fail_refreshes`` refuse refreshes of
+    those connections, ``silent_once`` ignores one create each, ``hold_creates`` delays create replies
+    until it is set."""
 
     amqp_url: str
     topology: Topology
@@ -45,6 +46,7 @@ class BuilderDouble:
     refresh_delay: float = 0.0
     hold_creates: asyncio.Event | None = None
     fail_usernames: dict[str, ErrorCode] = field(default_factory=dict)
+    fail_refreshes: dict[str, ErrorCode] = field(default_factory=dict)  # by connection id
     silent_once: set[str] = field(default_factory=set)
     received: list[tuple[Contract, Delivery]] = field(default_factory=list)
     minted: list[str] = field(default_factory=list)
@@ -97,6 +99,13 @@ class BuilderDouble:
         self.received.append((cmd, delivery))
         if self.refresh_delay:
             await asyncio.sleep(self.refresh_delay)
+        code = self.fail_refreshes.get(cmd.connection_id)
+        if code is not None:
+            return CommandFailed(
+                connection_id=cmd.connection_id,
+                command_type=RefreshConnectionToken.message_type,
+                error=ErrorDetail(code=code, message=f"{code.value}: the user cannot log in"),
+            )
         return ConnectionTokenRefreshed(
             connection_id=cmd.connection_id,
             instance_url=INSTANCE_URL,

@@ -235,3 +235,37 @@ async def test_stored_documents_hold_no_plaintext_token_anywhere(manager_stack: 
         assert token.encode() not in blob
         assert token.split("!", 1)[1].encode() not in blob
     assert key.encode() not in blob and key.split("_", 2)[2].encode() not in blob
+
+
+async def test_a_refused_refresh_is_recorded_on_the_active_connection_until_a_refresh_succeeds(
+    manager_stack: ManagerStack,
+) -> None:
+    s = manager_stack
+    a = await s.start_app("mgr-a")
+    key = await s.api_key()
+    conn = await s.create_active(a, key, "acme-prod")
+    first_token = s.builder.minted[0]
+    s.builder.fail_refreshes[conn["id"]] = ErrorCode.USER_INACTIVE
+
+    r = await a.get(f"/v1/connections/{conn['id']}/token?force_refresh=true", headers=auth(key))
+    body = await r.json()
+    assert r.status == 502 and body["code"] == "token_refresh_failed" and body["cause"] == "user_inactive"
+
+    b = await s.start_app("mgr-b")  # what operators see does not depend on the replica they ask
+    for client in (a, b):
+        shown = await (await client.get(f"/v1/connections/{conn['id']}", headers=auth(key))).json()
+        assert shown["status"] == "active" and shown["error"] is None
+        assert shown["last_refresh_error"]["code"] == "user_inactive"
+        assert "cannot log in" in shown["last_refresh_error"]["message"]
+        assert shown["last_refresh_error"]["at"]
+    listed = await (await b.get("/v1/connections", headers=auth(key))).json()
+    assert listed["items"][0]["last_refresh_error"]["code"] == "user_inactive"
+    r = await b.get(f"/v1/connections/{conn['id']}/token", headers=auth(key))
+    assert r.status == 200 and (await r.json())["access_token"] == first_token  # the token is kept
+
+    del s.builder.fail_refreshes[conn["id"]]
+    r = await b.get(f"/v1/connections/{conn['id']}/token?force_refresh=true", headers=auth(key))
+    assert r.status == 200 and (await r.json())["access_token"] == s.builder.minted[-1] != first_token
+    shown = await (await a.get(f"/v1/connections/{conn['id']}", headers=auth(key))).json()
+    assert shown["status"] == "active" and shown["last_refresh_error"] is None
+    assert len(s.builder.commands(RefreshConnectionToken)) == 2

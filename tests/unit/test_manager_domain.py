@@ -104,3 +104,16 @@ def test_a_token_is_stale_once_older_than_the_lifetime() -> None:
     hour = timedelta(hours=1)
     assert not active.token_is_stale(now=NOW + timedelta(minutes=59), lifetime=hour)
     assert active.token_is_stale(now=NOW + hour, lifetime=hour)
+
+
+def test_a_refused_refresh_is_recorded_on_an_active_connection_and_cleared_by_the_next_token() -> None:
+    active = _pending().activate(app=APP, instance_url="https://x", token=_token(NOW), now=NOW)
+    later = NOW + timedelta(minutes=1)
+    refused = active.refresh_failed(code="user_inactive", message="inactive", now=later)
+    assert refused.status is S.ACTIVE and refused.token == active.token and refused.error is None
+    assert refused.last_refresh_error is not None and refused.last_refresh_error.code == "user_inactive"
+    assert refused.version == active.version + 1 and refused.updated_at == later
+    renewed = refused.with_token(token=_token(later), instance_url="https://x", now=later)
+    assert renewed.last_refresh_error is None
+    with pytest.raises(InvalidTransition):
+        _pending().refresh_failed(code="user_inactive", message="inactive", now=later)

@@ -180,3 +180,45 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_refresh_others_wait_fo
     view = await patient
     assert view.access_token == SAMPLE_TOKEN + "R"
     assert len(w.rpc.calls) == 1
+
+
+def _refusing(code: ErrorCode) -> Any:
+    async def answer(command: Any) -> Contract:
+        return CommandFailed(
+            connection_id=command.connection_id,
+            command_type=RefreshConnectionToken.message_type,
+            error=ErrorDetail(code=code, message=f"{code.value}: refused"),
+        )
+
+    return answer
+
+
+@pytest.mark.parametrize("code", [ErrorCode.AUTHORIZATION_REVOKED, ErrorCode.USER_INACTIVE])
+async def test_a_permanent_refresh_refusal_is_recorded_on_the_connection_and_the_old_token_kept(
+    code: ErrorCode,
+) -> None:
+    w = make_world(rpc_answer=_refusing(code))
+    conn = await active_connection(w)
+    with pytest.raises(TokenRefreshFailed):
+        await w.tokens.for_connection(conn.id, force_refresh=True)
+    stored = await w.connections.get(conn.id)
+    assert stored.status.value == "active" and stored.error is None and stored.token == conn.token
+    assert stored.last_refresh_error is not None
+    assert (stored.last_refresh_error.code, stored.last_refresh_error.at) == (code.value, w.clock())
+    assert (await w.tokens.for_connection(conn.id)).access_token == SAMPLE_TOKEN
+
+
+async def test_recording_a_refusal_never_hides_the_refusal_from_the_caller() -> None:
+    w = make_world(rpc_answer=_refusing(ErrorCode.AUTHORIZATION_REVOKED))
+    conn = await active_connection(w)
+    saves = w.repo.save
+
+    async def broken_save(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("database went away")
+
+    w.repo.save = broken_save  # type: ignore[method-assign]
+    with pytest.raises(TokenRefreshFailed) as info:
+        await w.tokens.for_connection(conn.id, force_refresh=True)
+    assert info.value.cause == "authorization_revoked"
+    w.repo.save = saves  # type: ignore[method-assign]
+    assert (await w.connections.get(conn.id)).last_refresh_error is None

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from manager.domain import Connection, ConnectionStatus
+from manager.domain import Connection, ConnectionStatus, ErrorInfo
 from manager.repository import Integration
 from manager.tokens import TokenView
 from shared.contracts import AppKind
@@ -73,6 +73,10 @@ class ErrorOut(_Response):
     at: datetime
 
 
+def _error(e: ErrorInfo | None) -> ErrorOut | None:
+    return ErrorOut(code=e.code, message=e.message, at=e.at) if e else None
+
+
 class ConnectionOut(_Response):
     """A connection as the API shows it: never a secret."""
 
@@ -87,7 +91,11 @@ class ConnectionOut(_Response):
     app: AppOut | None
     instance_url: str | None
     token_issued_at: datetime | None
-    error: ErrorOut | None
+    error: ErrorOut | None = Field(description="Why the create or the delete failed (Builder's code).")
+    last_refresh_error: ErrorOut | None = Field(
+        description="Why the last token refresh failed, when the Builder refused it; the connection stays "
+        "active with its previous token. Cleared by the next successful refresh."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -107,7 +115,8 @@ class ConnectionOut(_Response):
             else None,
             instance_url=c.instance_url,
             token_issued_at=c.token.issued_at if c.token else None,
-            error=ErrorOut(code=c.error.code, message=c.error.message, at=c.error.at) if c.error else None,
+            error=_error(c.error),
+            last_refresh_error=_error(c.last_refresh_error),
             created_at=c.created_at,
             updated_at=c.updated_at,
         )
