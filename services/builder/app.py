@@ -90,6 +90,7 @@ def build_app(
             headers={"User-Agent": "sfconnect-builder/1.0"},
         )
         connection = publisher = consumer = None
+        handlers: Handlers | None = None
         try:
             store = MongoStore(mongo[settings.mongodb_database], keyring)
             await store.ensure_indexes()
@@ -148,6 +149,8 @@ def build_app(
             ctx.readiness.clear()
             if consumer is not None:
                 await consumer.stop(drain_timeout=settings.shutdown_drain_seconds)
+            if handlers is not None:
+                await handlers.close()
             if publisher is not None:
                 await publisher.close()
             if connection is not None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +13,7 @@ from pydantic import HttpUrl
 
 from builder import provisioning
 from builder.failures import failure_reply
+from builder.leases import CONNECTION_LEASE_SECONDS, ConnectionBusy, ConnectionLeases
 from builder.metrics import Metrics
 from builder.minting import MAX_PROPAGATION_DELAY, Minter, PropagationPending
 from builder.ports import SalesforcePort
@@ -46,12 +46,6 @@ from shared.sealing import Sealer
 log = get_logger(__name__)
 
 
-class ConnectionBusy(RetryableError):
-    """Another delivery of a command for this connection is being handled right now."""
-
-    code = "connection_busy"
-
-
 @dataclass
 class Handlers:
     """The Builder's command handlers, bound to their dependencies."""
@@ -69,7 +63,8 @@ class Handlers:
     def __post_init__(self) -> None:
         self.minter = Minter(self.salesforce, self.settings, self.clock, self.metrics)
         if not self.lease_seconds:
-            self.lease_seconds = max(120.0, self.settings.salesforce_timeout_seconds * 6)
+            self.lease_seconds = CONNECTION_LEASE_SECONDS
+        self.leases = ConnectionLeases(self.store, self.holder, self.lease_seconds)
 
     def routes(self) -> Mapping[type[Contract], Callable[[Any, Delivery], Any]]:
         """The handler map for shared.amqp.Consumer."""
@@ -106,20 +101,13 @@ class Handlers:
 
         return run
 
-    @contextlib.asynccontextmanager
-    async def _lease(self, connection_id: str) -> AsyncIterator[None]:
-        key = f"connection:{connection_id}"
-        holder = (
-            f"{self.holder}:{uuid.uuid4().hex}"  # one per delivery, so two in one process exclude each other
-        )
-        if not await self.store.try_lease(key, holder, self.lease_seconds):
-            raise ConnectionBusy(
-                f"connection {connection_id} is being handled by another delivery", retry_after=10
-            )
-        try:
-            yield
-        finally:
-            await self.store.release_lease(key, holder)
+    def _lease(self, connection_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the connection's lease while the command runs (see :class:`builder.leases.ConnectionLeases`)."""
+        return self.leases.hold(connection_id)
+
+    async def close(self) -> None:
+        """Stop background work (lease releases still being retried; the leases expire by themselves)."""
+        await self.leases.close()
 
     def _check_recipient(self, key_id: str) -> None:
         if key_id not in self.sealer.public_keys:

@@ -148,8 +148,13 @@ async def test_a_command_taken_while_mongodb_is_frozen_is_retried_and_completes_
         await asyncio.sleep(0.1)
     assert await rig.replies.get(no_ack=True, fail=False) is None, "no reply while the database is frozen"
     own_mongodb.thaw()
+    thawed = time.monotonic()
     reply = await rig.reply(within=40)
     assert isinstance(reply, ConnectionCreated), reply
+    waited = time.monotonic() - thawed
+    # A lease write sent to the frozen database lands when it thaws; it is released at once rather than
+    # left to expire (CONNECTION_LEASE_SECONDS, 20 s).
+    assert waited < 12, f"created {waited:.1f}s after the database answered again"
     assert len(await rig.sim_apps("acme")) == 1, "one app, however many deliveries it took"
     unexpected: list[Any] = [line for line in rig.log_lines() if "unexpected" in str(line.get("event", ""))]
     assert not unexpected, unexpected
