@@ -25,6 +25,7 @@ from manager.ports import Clock, RpcCaller, utc_now_ms
 from manager.repository import update_with_cas
 from manager.services import ConnectionService
 from shared.contracts import RETRYABLE_CODES, CommandFailed, ConnectionTokenRefreshed, RefreshConnectionToken
+from shared.crypto import DecryptionError
 from shared.errors import RetryableError
 from shared.logging import get_logger
 from shared.sealing import SealingError
@@ -102,9 +103,13 @@ class TokenService:
 
     def _view(self, conn: Connection) -> TokenView:
         assert conn.token is not None and conn.instance_url is not None
-        plaintext = self.connections.keyring.decrypt(
-            conn.token.ciphertext, record_id=conn.id, field=ACCESS_TOKEN_FIELD
-        )
+        try:
+            plaintext = self.connections.keyring.decrypt(
+                conn.token.ciphertext, record_id=conn.id, field=ACCESS_TOKEN_FIELD
+            )
+        except DecryptionError as exc:  # e.g. stored under a key this replica does not hold (yet)
+            log.error("stored token cannot be decrypted", connection_id=conn.id, error=str(exc))
+            raise
         return TokenView(
             access_token=plaintext, instance_url=conn.instance_url, issued_at=conn.token.issued_at
         )

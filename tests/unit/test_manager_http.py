@@ -350,3 +350,30 @@ async def test_deeply_nested_json_under_the_size_limit_is_a_4xx_problem_not_a_50
         # the Manager still answers normally afterwards
         r = await h.client.post("/v1/connections", json=CREATE_BODY, headers=auth(key))
         assert r.status == 202
+
+
+async def test_a_token_stored_under_a_key_this_replica_lacks_is_a_500_decryption_failed_until_refreshed() -> (
+    None
+):
+    from shared.crypto import Keyring, generate_key
+
+    async with harness() as h:
+        key = await h.key()
+        created = await (await h.client.post("/v1/connections", json=CREATE_BODY, headers=auth(key))).json()
+        await h.activate(created["id"])
+        # what another replica (or rotate-keys) with a newer first key would have written
+        newer = Keyring.parse(f"k9:{generate_key()}")
+        doc = h.repo.docs[created["id"]]
+        doc["token"]["ciphertext"] = newer.encrypt(
+            SAMPLE_TOKEN, record_id=created["id"], field="access_token"
+        )
+
+        r = await h.client.get(f"/v1/connections/{created['id']}/token", headers=auth(key))
+        body = await r.json()
+        assert_problem(r, body, 500, "decryption_failed")
+        assert "'k9'" in body["detail"] and SAMPLE_TOKEN not in str(body)
+        shown = await (await h.client.get(f"/v1/connections/{created['id']}", headers=auth(key))).json()
+        assert shown["status"] == "active"  # reading the connection itself does not decrypt
+
+        r = await h.client.get(f"/v1/connections/{created['id']}/token?force_refresh=true", headers=auth(key))
+        assert r.status == 200 and (await r.json())["access_token"] == "00D000000000001!REFRESHED.token"
