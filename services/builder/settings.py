@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import SettingsConfigDict
 
 from shared.contracts import AppKind
@@ -15,6 +17,9 @@ from shared.sealing import Sealer
 from shared.settings import ServiceSettings
 
 SANDBOX_LOGIN_URL = "https://test.salesforce.com"
+INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # the Manager's (services/manager/settings.py)
+MIN_ADMIN_KEY_LENGTH = 16
+YEAR_SECONDS = 365 * 24 * 3600
 
 
 def _https_or_local(url: str) -> str:
@@ -26,13 +31,21 @@ def _https_or_local(url: str) -> str:
         raise ValueError("must use https (plain http is accepted only for a local simulator)")
     if parts.query or parts.fragment:
         raise ValueError("must not carry a query or fragment")
+    if "@" in parts.netloc:
+        raise ValueError("must not carry a user name or password (user:password@)")
     return url.strip().rstrip("/")
+
+
+def _custom(message: str) -> PydanticCustomError:
+    # A custom error keeps pydantic's "Value error, " prefix out of the one-line start-up message.
+    return PydanticCustomError("invalid_setting", message)
 
 
 class BuilderSettings(ServiceSettings):
     """Everything the Builder needs; secrets are SecretStr and never printed."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # allow_inf_nan=False (as ServiceSettings): every float setting must be a finite number.
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True, allow_inf_nan=False)
 
     service_name: str = "builder"
     mongodb_database: str = Field("sfconnect_builder", min_length=1, max_length=63)
@@ -51,9 +64,12 @@ class BuilderSettings(ServiceSettings):
     salesforce_callback_url: str
     salesforce_api_version: str = Field("68.0", pattern=r"^\d{2,3}\.0$")
     jwt_audience: str | None = None
-    propagation_deadline_seconds: float = Field(900.0, gt=0)
+    propagation_deadline_seconds: float = Field(900.0, gt=0, le=YEAR_SECONDS)
     propagation_retry_seconds: float = Field(
-        5.0, gt=0, description="First delay before retrying a token for a new app; doubles, capped at 120s."
+        5.0,
+        gt=0,
+        le=3600,
+        description="First delay before retrying a token for a new app; doubles, capped at 120s.",
     )
     command_prefetch: int = Field(8, ge=1, le=1000)
     command_max_attempts: int = Field(25, ge=1, le=1000)
@@ -63,12 +79,14 @@ class BuilderSettings(ServiceSettings):
     )
     oauth_state_ttl_seconds: int = Field(600, ge=30, le=3600)
     objects_cache_seconds: int = Field(300, ge=0)
-    deploy_poll_seconds: float = Field(1.0, gt=0)
-    shutdown_drain_seconds: float = Field(30.0, ge=0)
+    deploy_poll_seconds: float = Field(1.0, gt=0, le=600)
+    shutdown_drain_seconds: float = Field(30.0, ge=0, le=3600)
     mongodb_timeout_seconds: float = Field(
         5.0, gt=0, le=120, description="Server selection, connect and operation timeout for MongoDB calls."
     )
-    instance_id: str = Field("", description="Name of this replica for leases (default: hostname-pid).")
+    instance_id: str = Field(
+        "", max_length=64, description="Name of this replica for leases (default: hostname-pid)."
+    )
 
     @field_validator("salesforce_login_url", "salesforce_sandbox_login_url", "salesforce_callback_url")
     @classmethod
@@ -85,17 +103,51 @@ class BuilderSettings(ServiceSettings):
     def _allowed(cls, v: str) -> str:
         return ",".join(_https_or_local(u) for u in v.split(",") if u.strip())
 
-    @model_validator(mode="after")
-    def _keys_parse(self) -> BuilderSettings:
+    @field_validator("encryption_keys")
+    @classmethod
+    def _keyring_parses(cls, v: SecretStr) -> SecretStr:
         # Parse the key material now so a bad key is reported at start-up, by setting name.
         try:
-            self.keyring()
-            self.sealer()
+            Keyring.parse(v.get_secret_value())
         except ConfigurationError as exc:
-            raise ValueError(str(exc)) from None
-        if len(self.admin_api_key.get_secret_value()) < 16:
-            raise ValueError("ADMIN_API_KEY must be at least 16 characters")
-        return self
+            raise _custom(str(exc).removeprefix("ENCRYPTION_KEYS").strip()) from None
+        return v
+
+    @field_validator("recipient_public_keys")
+    @classmethod
+    def _sealer_parses(cls, v: str) -> str:
+        try:
+            Sealer.parse(v)
+        except ConfigurationError as exc:
+            raise _custom(str(exc).removeprefix("RECIPIENT_PUBLIC_KEYS").strip()) from None
+        return v
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _admin_key(cls, v: SecretStr) -> SecretStr:
+        key = v.get_secret_value()
+        if not key.strip():
+            raise _custom("must not be empty or blank")
+        if key != key.strip():
+            # A header value loses its surrounding whitespace: such a key could never be presented.
+            raise _custom("must not start or end with whitespace (a trailing newline from a file?)")
+        if len(key) < MIN_ADMIN_KEY_LENGTH:
+            raise _custom(f"must be at least {MIN_ADMIN_KEY_LENGTH} characters")
+        return v
+
+    @field_validator("salesforce_client_secret")
+    @classmethod
+    def _client_secret(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().strip():
+            raise _custom("must not be empty (the consumer secret of the Builder's app in Salesforce)")
+        return v
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance_id(cls, v: str) -> str:
+        if v and not re.match(INSTANCE_ID_PATTERN, v):
+            raise _custom("must start with a letter or digit and hold only letters, digits, '_', '.' and '-'")
+        return v
 
     def keyring(self) -> Keyring:
         """The at-rest keyring built from ENCRYPTION_KEYS."""

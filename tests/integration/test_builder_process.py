@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from shared.amqp import Topology, connect
+from shared.amqp import Publisher, Topology, connect
+from shared.contracts import CreateConnection
 from shared.crypto import generate_key
 from shared.sealing import generate_recipient_key
 from tests.infra import free_port
@@ -94,3 +96,80 @@ def test_the_service_serves_and_stops_cleanly_on_sigterm(
     assert proc.returncode == 0, err
     assert '"event": "builder stopped"' in out
     assert "consumer started" in out
+
+
+def _process_env(mongodb_url: str, database: str, amqp_url: str, prefix: str, port: int) -> dict[str, str]:
+    _private, public = generate_recipient_key("mgr1")
+    return _env(
+        MONGODB_URL=mongodb_url,
+        MONGODB_DATABASE=database,
+        AMQP_URL=amqp_url,
+        AMQP_PREFIX=prefix,
+        HTTP_HOST="127.0.0.1",
+        HTTP_PORT=str(port),
+        ENCRYPTION_KEYS=f"k1:{generate_key()}",
+        RECIPIENT_PUBLIC_KEYS=public,
+        ADMIN_API_KEY="process-test-admin-key-0123",
+        SALESFORCE_CLIENT_ID="cid",
+        SALESFORCE_CLIENT_SECRET="csecret-value",
+        SALESFORCE_CALLBACK_URL=f"http://127.0.0.1:{port}/v1/salesforce/callback",
+        LOG_LEVEL="INFO",
+    )
+
+
+async def _queue_a_command(amqp_url: str, topology: Topology) -> None:
+    conn = await connect(amqp_url, name="builder-process-test-publisher")
+    try:
+        channel = await conn.channel()
+        await topology.declare_builder(channel)
+        await topology.declare_queue(channel, topology.replies_queue)
+        publisher = Publisher(conn, topology, app_id="manager")
+        await publisher.start()
+        command = CreateConnection(
+            connection_id="conn-port-taken",
+            org_id="00D000000000001AAA",
+            salesforce_username="ops@acme.example.com",
+            admin_email="admin@acme.example.com",
+            label="port taken",
+            recipient_key_id="mgr1",
+        )
+        await publisher.send_command(command, reply_to=topology.replies_queue)
+        await publisher.close()
+    finally:
+        await conn.close()
+
+
+async def _ready_in_queue(amqp_url: str, name: str) -> int:
+    conn = await connect(amqp_url, name="builder-process-test-inspect")
+    try:
+        queue = await (await conn.channel()).declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+    finally:
+        await conn.close()
+
+
+def test_a_taken_http_port_stops_the_builder_before_it_takes_any_command(
+    mongodb_url: str, mongo_db: Any, amqp_url: str, amqp_prefix: str
+) -> None:
+    topology = Topology(prefix=amqp_prefix)
+    asyncio.run(_queue_a_command(amqp_url, topology))
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "builder"],
+            env=_process_env(mongodb_url, mongo_db.name, amqp_url, amqp_prefix, port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        waiting = asyncio.run(_ready_in_queue(amqp_url, topology.builder_queue))
+    finally:
+        taken.close()
+        asyncio.run(_delete_topology(amqp_url, amqp_prefix))
+    assert "consumer started" not in result.stdout and "builder started" not in result.stdout
+    assert waiting == 1, "the queued command was neither taken nor lost"
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "address already in use" in lines[0].lower(), result.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "HTTP_PORT" in lines[0]
