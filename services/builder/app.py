@@ -49,6 +49,11 @@ class Running:
 RUNNING = web.AppKey("builder_running", Running)
 
 
+async def not_started() -> None:
+    """The readiness check of a dependency the Builder has not connected to (yet, or any more)."""
+    raise ConnectionError("not started")
+
+
 def instance_name(settings: BuilderSettings) -> str:
     """This replica's name for leases: INSTANCE_ID, else hostname-pid."""
     return settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -79,6 +84,8 @@ def build_app(
     app = web.Application(middlewares=[request_context, problems, admin_key])
     ctx = HttpContext(settings=settings, metrics=metrics or Metrics(), clock=clock)
     app[CONTEXT] = ctx
+    # Until the resources are open (and after they close) every dependency reads as down.
+    ctx.readiness.update(dict.fromkeys(("database", "broker") if consume else ("database",), not_started))
     topo = topology or Topology(prefix=settings.amqp_prefix)
     holder = instance_name(settings)
     keyring, sealer = settings.keyring(), settings.sealer()
@@ -114,7 +121,7 @@ def build_app(
             )
             handlers = Handlers(store, gateway, sealer, settings, holder, ctx.metrics, clock)
             ctx.store, ctx.oauth, ctx.salesforce, ctx.rest = store, oauth, gateway, rest
-            ctx.readiness.append(store.ping)
+            ctx.readiness["database"] = store.ping
             if consume:
                 connection = await connect(
                     settings.amqp_url.get_secret_value(), name=f"{settings.service_name}"
@@ -141,12 +148,12 @@ def build_app(
                     if broker.is_closed or not broker.connected.is_set():
                         raise ConnectionError("broker connection is down")
 
-                ctx.readiness.append(broker_connected)
+                ctx.readiness["broker"] = broker_connected
             app[RUNNING] = Running(store, handlers, consumer)
             log.info("builder started", consuming=consume, queue=topo.builder_queue, instance=holder)
             yield
         finally:
-            ctx.readiness.clear()
+            ctx.readiness.update(dict.fromkeys(ctx.readiness, not_started))
             if consumer is not None:
                 await consumer.stop(drain_timeout=settings.shutdown_drain_seconds)
             if handlers is not None:

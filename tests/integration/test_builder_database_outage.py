@@ -118,7 +118,10 @@ async def test_the_admin_api_answers_503_database_unavailable_quickly_during_an_
     async with rig.http.get(f"{rig.builder}/healthz") as resp:
         assert resp.status == 200
     async with rig.http.get(f"{rig.builder}/readyz") as resp:
-        assert resp.status == 503
+        ready = await resp.json()
+        assert resp.status == 503 and resp.content_type == "application/problem+json"
+        assert ready["code"] == "not_ready" and ready["checks"] == {"database": "down", "broker": "up"}
+        assert "database down" in ready["detail"] and "Retry-After" in resp.headers
 
     if outage == "frozen":
         own_mongodb.thaw()

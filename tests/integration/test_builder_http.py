@@ -222,6 +222,7 @@ async def test_deleting_an_org_revokes_the_refresh_token_and_forgets_it(rig: Bui
 async def test_readiness_metrics_and_unknown_routes(rig: BuilderRig) -> None:
     async with rig.http.get(f"{rig.builder}/readyz") as resp:
         assert resp.status == 200
+        assert await resp.json() == {"status": "ready", "checks": {"database": "up", "broker": "up"}}
     async with rig.http.get(f"{rig.builder}/metrics") as resp:
         text = await resp.text()
     assert "builder_http_requests_total" in text

@@ -28,7 +28,8 @@ class HttpContext:
     oauth: OAuthClient | None = None
     salesforce: SalesforcePort | None = None
     rest: RestApi | None = None
-    readiness: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Readiness checks by name (database, broker); each raises when its dependency does not answer.
+    readiness: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
     def require_store(self) -> Store:
         if self.store is None:

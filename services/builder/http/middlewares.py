@@ -8,6 +8,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -40,9 +41,17 @@ STATUS_BY_CODE = {
 }
 
 
-def problem(status: int, code: str, detail: str, *, instance: str = "", title: str = "") -> web.Response:
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    instance: str = "",
+    title: str = "",
+    extensions: dict[str, Any] | None = None,
+) -> web.Response:
     """An ``application/problem+json`` response (RFC 9457) with our stable ``code`` as an extension."""
-    body = {
+    body: dict[str, Any] = {
         "type": f"https://sfconnect.dev/problems/{code}",
         "title": title or code.replace("_", " "),
         "status": status,
@@ -51,6 +60,7 @@ def problem(status: int, code: str, detail: str, *, instance: str = "", title: s
     }
     if instance:
         body["instance"] = instance
+    body.update(extensions or {})
     return web.json_response(body, status=status, content_type=PROBLEM_TYPE)
 
 

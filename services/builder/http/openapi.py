@@ -12,6 +12,11 @@ ORG_ID = {
     "schema": {"type": "string", "pattern": r"^00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$"},
 }
 SECURED: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+CHECKS = {
+    "type": "object",
+    "description": "Readiness: each dependency (database, broker), up or down",
+    "additionalProperties": {"enum": ["up", "down"]},
+}
 AUTHORIZE_QUERY = [
     {"name": "login_url", "in": "query", "schema": {"type": "string", "format": "uri"}},
     {"name": "sandbox", "in": "query", "schema": {"type": "boolean"}},
@@ -182,8 +187,18 @@ def openapi_document() -> dict[str, Any]:
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}},
             "/readyz": {
                 "get": {
-                    "summary": "Readiness (database and broker)",
-                    "responses": {"200": {"description": "Ready"}, "503": PROBLEM},
+                    "summary": "Readiness (database and broker); the 503 problem's checks say which is down",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["status", "checks"],
+                                "properties": {"status": {"const": "ready"}, "checks": CHECKS},
+                            },
+                            "Ready",
+                        ),
+                        "503": PROBLEM,
+                    },
                 }
             },
             "/metrics": {
@@ -210,6 +225,7 @@ def openapi_document() -> dict[str, Any]:
                                     "detail": {"type": "string"},
                                     "code": {"type": "string"},
                                     "instance": {"type": "string"},
+                                    "checks": CHECKS,
                                 },
                             }
                         }

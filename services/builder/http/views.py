@@ -260,17 +260,28 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    """Ready when the database answers and the broker connection is up."""
+    """Ready when the database answers and the broker connection is up; ``checks`` says which is down."""
+    checks: dict[str, str] = {}
     failures = []
-    for check in _ctx(request).readiness:
+    for name, check in _ctx(request).readiness.items():
         try:
             async with asyncio.timeout(3):
                 await check()
+            checks[name] = "up"
         except Exception as exc:
-            failures.append(f"{getattr(check, '__name__', 'check')}: {type(exc).__name__}")
-    if failures or not _ctx(request).readiness:
-        return problem(503, "not_ready", "; ".join(failures) or "starting", instance=request.path)
-    return web.json_response({"status": "ready"})
+            checks[name] = "down"
+            failures.append(f"{name} down ({type(exc).__name__})")
+    if failures or not checks:
+        response = problem(
+            503,
+            "not_ready",
+            "not ready: " + ("; ".join(failures) or "starting"),
+            instance=request.path,
+            extensions={"checks": checks},
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+    return web.json_response({"status": "ready", "checks": checks})
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
