@@ -180,7 +180,7 @@ class Api:
 
     async def authorize(self) -> str:
         """Authorize the Builder in the simulated org (follow the OAuth redirects); the org id."""
-        async with self.http.get(f"{self.builder()}/v1/salesforce/authorize") as resp:
+        async with self.http.get(f"{self.builder()}/v1/salesforce/authorize", headers=self.admin) as resp:
             assert resp.status == 200, await resp.text()
         async with self.http.get(f"{self.builder()}/v1/orgs", headers=self.admin) as resp:
             return str((await resp.json())["orgs"][0]["org_id"])

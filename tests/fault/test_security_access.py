@@ -179,6 +179,7 @@ async def test_every_builder_admin_operation_refuses_missing_and_wrong_keys(laun
     base = api.builder()
     ops = await _operations(api, base)
     assert {(m, p) for m, p, _ in ops} >= {
+        ("get", "/v1/salesforce/authorize"),
         ("get", "/v1/orgs"),
         ("get", "/v1/orgs/{org_id}/objects"),
         ("delete", "/v1/orgs/{org_id}"),
@@ -208,7 +209,9 @@ async def test_every_builder_admin_operation_refuses_missing_and_wrong_keys(laun
 
 async def _consent(api: Api) -> tuple[str, str]:
     """Start an authorization and let the simulated org consent; returns (callback URL, state)."""
-    async with api.http.get(f"{api.builder()}/v1/salesforce/authorize", allow_redirects=False) as r:
+    async with api.http.get(
+        f"{api.builder()}/v1/salesforce/authorize", headers=api.admin, allow_redirects=False
+    ) as r:
         assert r.status == 302
         authorize_url = r.headers["Location"]
     async with api.http.get(authorize_url, allow_redirects=False) as r:
