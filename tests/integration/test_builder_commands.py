@@ -259,6 +259,27 @@ async def test_refresh_then_delete_and_no_secret_reaches_a_log_line(rig: Builder
     )
 
 
+async def test_a_delete_in_an_org_no_longer_authorized_fails_and_succeeds_once_it_is_authorized_again(
+    rig: BuilderRig,
+) -> None:
+    """Documented in docs/operations.md: the Manager keeps the connection deleting until DELETE is repeated."""
+    await rig.send(rig.create("conn-orphan"))
+    assert isinstance(await rig.reply(), ConnectionCreated)
+    async with rig.http.delete(f"{rig.builder}/v1/orgs/{rig.org_id()}", headers=rig.admin) as resp:
+        assert resp.status == 204
+    reply = await failed(rig, DeleteConnection(connection_id="conn-orphan"))
+    assert reply.error.code is ErrorCode.ORG_NOT_AUTHORIZED and not reply.error.retryable
+    assert "POST /v1/salesforce/authorize" in reply.error.message
+    record = await rig.db.connections.find_one({"_id": "conn-orphan"})
+    assert record["status"] == "active" and record["private_key"], "nothing was forgotten"
+    assert len(await rig.sim_apps("acme")) == 1, "the app is still in the org"
+
+    await rig.authorize("acme", method="POST")
+    await rig.send(DeleteConnection(connection_id="conn-orphan"))
+    assert await rig.reply() == ConnectionDeleted(connection_id="conn-orphan", app_existed=True)
+    assert await rig.sim_apps("acme") == []
+
+
 async def test_a_connected_app_that_lost_its_admin_approval_on_create_fails_the_read_back(
     make_rig: RigFactory,
 ) -> None:
