@@ -15,8 +15,7 @@ from tests.fault.harness import RESULTS
 
 ORDER = (
     "broker-restart",
-    "builder-kill.first-60s",
-    "builder-kill.to-completion",
+    "builder-kill",
     "database-outage",
     "database-outage.long",
     "salesforce-transient",

@@ -2,10 +2,8 @@
 and completes exactly once (one app, one permission-set assignment, one reply applied per connection).
 
 Several creates are in flight at different stages when the kill lands (staggered starts, simulator latency
-and a slow deploy widen the window). The redelivered commands wait for the killed delivery's connection
-lease to expire (``max(120 s, 6 x SALESFORCE_TIMEOUT_SECONDS)``, then the next retry tier), so completion
-takes minutes: the CI run watches the first 60 s (redelivered, nothing duplicated, nothing failed or lost)
-and reports the lease wait as an expected failure; ``SFCONNECT_FAULT_SLOW=1`` waits for completion.
+and a slow deploy widen the window). The redelivered commands wait until the killed delivery's connection
+lease expires (it is no longer renewed: about 20 s), then complete on their next retry.
 """
 
 from __future__ import annotations
@@ -24,9 +22,9 @@ from tests.fault.harness import ALL_SCOPES, Api, duplicates, eventually, outcome
 
 pytestmark = pytest.mark.fault
 
-SLOW = os.environ.get("SFCONNECT_FAULT_SLOW", "") == "1"
 CREATE, CREATED = "connection.create.v1", "connection.created.v1"
 IN_FLIGHT = 4
+SETTLE_DEADLINE_S = 90
 
 
 async def _stages(api: Api, ids: list[str]) -> dict[str, str]:
@@ -78,8 +76,7 @@ async def test_builder_killed_with_creates_in_flight_redelivers_and_completes_ea
     await api.patch_org(latency_ms=0, deploy_seconds=0.0)
     await asyncio.to_thread(lambda: stack.add_builder("builder-restarted"))
 
-    deadline = 420 if SLOW else 60
-    views = await api.wait_settled(ids, deadline_s=deadline)
+    views = await api.wait_settled(ids, deadline_s=SETTLE_DEADLINE_S)
     waited = time.monotonic() - killed_at
     org = await api.sim_org()
     apps = [a.get("fullName") or a.get("full_name") for a in org["apps"]]
@@ -96,9 +93,9 @@ async def test_builder_killed_with_creates_in_flight_redelivers_and_completes_ea
         replies_applied=int(
             await api.metric("manager", "sfconnect_manager_replies_total", type=CREATED, outcome="applied")
         ),
-        seconds_watched_after_kill=round(waited, 1),
+        seconds_from_kill_to_all_settled=round(waited, 1),
     )
-    write_figures("builder-kill" + (".to-completion" if SLOW else ".first-60s"), figures)
+    write_figures("builder-kill", figures)
 
     # Never: a duplicate app or approval, a lost or failed connection, a second reply applied.
     assert not duplicates(apps) and not duplicates(sfc_assignments), figures
@@ -109,10 +106,5 @@ async def test_builder_killed_with_creates_in_flight_redelivers_and_completes_ea
     for view in views.values():
         if view["status"] == "active":
             assert view["app"]["full_name"] in apps
-    if figures["completed"] < len(ids):
-        assert not SLOW, f"not every connection completed within {deadline} s of the kill: {figures}"
-        pytest.xfail(
-            f"{figures['still_pending']} of {len(ids)} creates still wait for the killed delivery's connection "
-            "lease (>= 120 s, Builder handlers.py _lease); SFCONNECT_FAULT_SLOW=1 waits for completion"
-        )
+    assert figures["completed"] == len(ids), f"not all active {SETTLE_DEADLINE_S} s after the kill: {figures}"
     assert len(apps) == len(ids) and len(sfc_assignments) == len(ids)
