@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aio_pika
 
@@ -56,18 +57,24 @@ async def restart_broker(url: str, down_s: float) -> dict[str, float]:
     }
 
 
+async def broker_status() -> dict[str, Any]:
+    """``rabbitmqctl status`` as JSON."""
+    return dict(json.loads(await rabbitmqctl("status", "--formatter", "json")))
+
+
 async def memory_watermark() -> str:
-    """The broker's current vm_memory_high_watermark setting, as rabbitmqctl accepts it back."""
-    out = await rabbitmqctl("environment")
-    match = re.search(r"\{vm_memory_high_watermark,\s*(\{[^}]*\}|[^}]+)\}", out)
-    if match is None:
-        return "0.4"
-    value = match.group(1).strip()
-    absolute = re.match(r'\{absolute,\s*"?([^"}\s]+)"?\s*\}', value)
-    if absolute:
-        return f"absolute {absolute.group(1)}"
-    float(value)  # a relative fraction; anything else is a format we do not know how to restore
-    return value
+    """The broker's current vm_memory_high_watermark setting, as set_vm_memory_high_watermark takes it."""
+    setting = (await broker_status()).get("vm_memory_high_watermark_setting") or {}
+    if "absolute" in setting:
+        return f"absolute {setting['absolute']}"
+    if "relative" in setting:
+        return str(float(setting["relative"]))
+    raise RuntimeError(f"unknown vm_memory_high_watermark setting {setting!r}: not changing it")
+
+
+async def memory_alarm_raised() -> bool:
+    """True while the broker reports a memory alarm."""
+    return any("memory" in str(alarm).lower() for alarm in (await broker_status()).get("alarms") or [])
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.fault.broker import memory_alarm, memory_watermark, restart_broker
+from tests.fault.broker import memory_alarm, memory_alarm_raised, memory_watermark, restart_broker
 from tests.fault.conftest import Launch
 from tests.fault.harness import (
     ALL_SCOPES,
@@ -23,7 +23,6 @@ from tests.fault.harness import (
     duplicates,
     eventually,
     outcome_figures,
-    rabbitmqctl,
     write_figures,
 )
 
@@ -120,12 +119,7 @@ async def test_a_memory_alarm_makes_publishes_time_out_clearly_while_the_api_sta
     during: dict[str, Any] = {}
     ids: list[str] = []
     async with memory_alarm(stack.amqp_url) as original:
-
-        async def alarm_raised() -> bool:
-            out = await rabbitmqctl("status")
-            return "memory" in out.split("Alarms", 1)[-1].split("\n\n", 2)[1].lower()
-
-        await eventually(alarm_raised, deadline_s=30, what="the memory alarm is raised", every_s=0.5)
+        await eventually(memory_alarm_raised, deadline_s=30, what="the memory alarm is raised", every_s=0.5)
         alarm_on = time.monotonic()
 
         async def timed(label: str, coro: Any) -> Any:
