@@ -134,7 +134,10 @@ class Consumer:
                 await self._process(incoming, delivery)
         except asyncio.CancelledError:
             log.warning(
-                "handler cancelled (connection lost?): the broker will redeliver", queue=self.queue_name
+                "handler cancelled (connection lost?): the broker will redeliver",
+                queue=self.queue_name,
+                command_id=delivery.correlation_id,
+                message_type=delivery.message_type,
             )
             raise
         except Exception:
