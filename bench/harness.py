@@ -142,6 +142,9 @@ class BenchStack:
         try:
             channel = await conn.channel()
             await Topology(prefix=self.stack.amqp_prefix).delete_all(channel, instance_ids=("manager",))
+            for guarantees in ("product", "minimal"):  # the RPC echo baseline's request queues
+                with contextlib.suppress(Exception):
+                    await channel.queue_delete(f"{self.stack.amqp_prefix}bench.echo.{guarantees}")
         finally:
             await conn.close()
 
