@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .common import json_body, state_of
-from .model import BuilderAppConfig, Knobs, OrgConfig, UserConfig
+from .model import BuilderAppConfig, Knobs, OrgConfig, Preauthorization, UserConfig
 from .state import Org, RecordError, SimState
 
 
@@ -228,6 +228,7 @@ class UserChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     active: bool | None = None
     profile: str | None = None
+    preauthorization: Preauthorization | None = None
 
 
 async def patch_user(request: web.Request) -> web.Response:
@@ -246,6 +247,8 @@ async def patch_user(request: web.Request) -> web.Response:
             state.tokens.drop_user(user.id)
     if change.profile is not None:
         user.profile = change.profile
+    if change.preauthorization is not None:  # applies to later assignments and grants only
+        user.preauthorization = change.preauthorization
     return json_body(user.public())
 
 

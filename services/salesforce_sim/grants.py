@@ -205,7 +205,7 @@ async def jwt_bearer(request: web.Request, form: Form) -> web.Response:
     if not user.is_active:
         return oauth_error("invalid_grant", "inactive user")
     if app.admin_approved:
-        if not org.is_preauthorized(user, app):
+        if user.preauthorization == "token_refused" or not org.is_preauthorized(user, app):
             return oauth_error("invalid_app_access", "user is not admin approved to access this app")
     elif not any(
         g.user_id == user.id and g.app_key == app.consumer_key for g in state.tokens.grants.values()

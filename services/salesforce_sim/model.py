@@ -8,7 +8,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
@@ -81,6 +81,10 @@ class Knobs(BaseModel):
     )
 
 
+Preauthorization = Literal["ok", "license_refused", "token_refused"]
+LICENSE_REFUSED = "Can't assign permission set to user: the user license doesn't allow the permission"
+
+
 class UserConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -92,6 +96,17 @@ class UserConfig(BaseModel):
     api_only: bool = False
     id: str | None = Field(default=None, pattern=r"^005[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
     permission_sets: list[str] = Field(default_factory=list, description="Names assigned at load.")
+    preauthorization: Preauthorization = Field(
+        default="ok",
+        description="license_refused: permission set assignments fail; "
+        "token_refused: JWT grants answer invalid_app_access even with the permission set.",
+    )
+
+    @model_validator(mode="after")
+    def _license_allows_load_time_sets(self) -> UserConfig:
+        if self.preauthorization == "license_refused" and self.permission_sets:
+            raise ValueError("a license_refused user cannot be given permission_sets")
+        return self
 
 
 class PermissionSetConfig(BaseModel):
@@ -168,6 +183,7 @@ class User:
     is_active: bool = True
     profile: str = "Standard User"
     api_only: bool = False
+    preauthorization: Preauthorization = "ok"
 
     def public(self) -> dict[str, Any]:
         return {
@@ -178,6 +194,7 @@ class User:
             "IsActive": self.is_active,
             "Profile": self.profile,
             "ApiOnly": self.api_only,
+            "Preauthorization": self.preauthorization,
         }
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .model import (
+    LICENSE_REFUSED,
     Assignment,
     Deploy,
     Knobs,
@@ -210,6 +211,7 @@ class SimState:
             is_active=cfg.active,
             profile=cfg.profile,
             api_only=cfg.api_only,
+            preauthorization=cfg.preauthorization,
         )
         org.users[user.id] = user
         for name in cfg.permission_sets:
@@ -254,6 +256,8 @@ class SimState:
             raise RecordError(
                 "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["PermissionSetId"]
             )
+        if user.preauthorization == "license_refused":
+            raise RecordError("FIELD_INTEGRITY_EXCEPTION", LICENSE_REFUSED, ["AssigneeId"])
         for a in org.assignments.values():
             if a.assignee_id == user.id and a.permission_set_id == ps.id:
                 raise RecordError(

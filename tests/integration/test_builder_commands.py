@@ -317,32 +317,15 @@ async def test_a_sandbox_org_gets_tokens_with_the_test_audience(rig: BuilderRig)
 
 @pytest.mark.parametrize("refusal", ["license refuses the assignment", "token endpoint refuses the user"])
 async def test_a_user_who_cannot_be_preauthorized_gets_preauthorization_failed(
-    rig: BuilderRig, monkeypatch: pytest.MonkeyPatch, refusal: str
+    rig: BuilderRig, refusal: str
 ) -> None:
-    # The simulator has no switch for users outside an app's policy, so the live simulator state is told
-    # to refuse this one user, the way Salesforce does for a license that does not allow the permission set.
-    from salesforce_sim.state import RecordError
-
-    state = rig.sim.state
-    org = state.org("acme")
-    assert org is not None
-    target = org.user_by_username(OBRIEN)
-    assert target is not None
-    if refusal == "license refuses the assignment":
-        original = state.assign
-
-        def assign(o: Any, user_id: str, ps_id: str) -> Any:
-            if user_id[:15] == target.id[:15]:
-                raise RecordError(
-                    "FIELD_INTEGRITY_EXCEPTION",
-                    "Can't assign permission set to user: the user license doesn't allow the permission",
-                    ["AssigneeId"],
-                )
-            return original(o, user_id, ps_id)
-
-        monkeypatch.setattr(state, "assign", assign)
-    else:
-        monkeypatch.setattr(org, "is_preauthorized", lambda user, app: user.id != target.id)
+    # The simulator's user setting: Salesforce refuses the permission set assignment (the user's license does
+    # not allow it), or the token endpoint refuses the user although the permission set is assigned.
+    setting = "license_refused" if refusal == "license refuses the assignment" else "token_refused"
+    async with rig.http.patch(
+        f"{rig.sim}/__sim/orgs/acme/users/{OBRIEN}", json={"preauthorization": setting}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
     reply = await failed(rig, rig.create("conn-not-preauth", username=OBRIEN))
     assert reply.error.code is ErrorCode.PREAUTHORIZATION_FAILED, reply
     assert not reply.error.retryable

@@ -12,7 +12,10 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
-from salesforce_sim.config import default_config
+import yaml
+from pydantic import ValidationError
+from salesforce_sim.config import default_config, load_config
+from salesforce_sim.model import SimConfig
 from salesforce_sim.testing import SimulatorURL, running_simulator
 
 from tests.integration.sim_support import TIMEOUT, jwt_form, make_cert, mint_jwt, post_token
@@ -252,3 +255,49 @@ async def test_injected_failures_apply_to_the_token_endpoint_of_the_org(sim, htt
         assert resp.status == 503
     status, _ = await _jwt(http, sim)
     assert status == 200
+
+
+async def test_a_token_refused_user_from_the_state_file_gets_invalid_app_access_despite_the_permission_set(
+    http, tmp_path
+) -> None:
+    cfg = _config()
+    for user in cfg["orgs"][0]["users"]:
+        if user["username"] == QUOTED:
+            user["preauthorization"] = "token_refused"
+    path = tmp_path / "state.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    async with running_simulator(load_config(path)) as sim:
+        org = sim.state.org("acme")
+        assert [p.name for p in org.user_permission_sets(org.user_by_username(QUOTED).id)] == ["Sales_Ops"]
+        status, body = await _jwt(http, sim, sub=QUOTED)
+        assert (status, body) == (
+            400,
+            {
+                "error": "invalid_app_access",
+                "error_description": "user is not admin approved to access this app",
+            },
+        )
+        status, body = await _jwt(http, sim)  # the other holder of the permission set is unaffected
+        assert status == 200, body
+        assert sim.state.tokens.issued["jwt_bearer"] == 1
+
+
+async def test_the_admin_api_makes_an_existing_user_token_refused_and_back(sim, http) -> None:
+    url = f"{sim}/__sim/orgs/acme/users/{PREAUTHORIZED}"
+    async with http.patch(url, json={"preauthorization": "token_refused"}) as resp:
+        assert resp.status == 200 and (await resp.json())["Preauthorization"] == "token_refused"
+    status, body = await _jwt(http, sim)
+    assert (status, body["error"]) == (400, "invalid_app_access")
+    async with http.patch(url, json={"preauthorization": "ok"}) as resp:
+        assert resp.status == 200
+    status, body = await _jwt(http, sim)
+    assert status == 200, body
+
+
+def test_a_license_refused_user_cannot_be_given_permission_sets_in_the_state_file() -> None:
+    cfg = _config()
+    for user in cfg["orgs"][0]["users"]:
+        if user["username"] == QUOTED:
+            user["preauthorization"] = "license_refused"
+    with pytest.raises(ValidationError, match="license_refused user cannot be given permission_sets"):
+        SimConfig.model_validate(cfg)

@@ -218,3 +218,49 @@ async def test_unknown_versions_and_objects(rest) -> None:
     assert (await rest.call("GET", "/sobjects"))[0] == 410
     rest.base = rest.base.replace("v20.0", "v68.0")
     assert (await rest.call("POST", "/sobjects/Nope", json={}))[0] == 404
+
+
+async def test_a_user_whose_license_refuses_permission_sets_cannot_be_assigned_one(sim, rest) -> None:
+    refused = "Can't assign permission set to user: the user license doesn't allow the permission"
+    async with rest.http.post(
+        f"{sim}/__sim/orgs/acme/users",
+        json={"username": "no+licence@acme.example", "preauthorization": "license_refused"},
+    ) as resp:
+        assert resp.status == 201, await resp.text()
+        user = await resp.json()
+    assert user["Preauthorization"] == "license_refused"
+    ps_id = sim.state.org("acme").permission_set_by_name("Sales_Ops").id
+    assignment = {"AssigneeId": user["Id"], "PermissionSetId": ps_id}
+    status, body, _ = await rest.call("POST", "/sobjects/PermissionSetAssignment/", json=assignment)
+    assert (status, body) == (
+        400,
+        [{"message": refused, "errorCode": "FIELD_INTEGRITY_EXCEPTION", "fields": ["AssigneeId"]}],
+    )
+    q = f"SELECT Id FROM PermissionSetAssignment WHERE AssigneeId = '{user['Id']}'"
+    assert (await rest.call("GET", "/query", params={"q": q}))[1]["records"] == []
+    # The admin API changes the setting of an existing user: back to "ok", the assignment is made.
+    async with rest.http.patch(
+        f"{sim}/__sim/orgs/acme/users/no+licence@acme.example", json={"preauthorization": "ok"}
+    ) as resp:
+        assert resp.status == 200 and (await resp.json())["Preauthorization"] == "ok"
+    status, body, _ = await rest.call("POST", "/sobjects/PermissionSetAssignment/", json=assignment)
+    assert status == 201, body
+
+
+async def test_an_unknown_preauthorization_setting_is_refused_by_the_admin_api(sim, rest) -> None:
+    for method, path, body in (
+        ("POST", "/orgs/acme/users", {"username": "x@acme.example", "preauthorization": "maybe"}),
+        ("PATCH", "/orgs/acme/users/admin@acme.example", {"preauthorization": "maybe"}),
+        (
+            "POST",
+            "/orgs/acme/users",
+            {
+                "username": "y@acme.example",
+                "preauthorization": "license_refused",
+                "permission_sets": ["Sales_Ops"],
+            },
+        ),
+    ):
+        async with rest.http.request(method, f"{sim}/__sim{path}", json=body) as resp:
+            assert resp.status == 400, (path, body, await resp.text())
+    assert sim.state.org("acme").user_by_username("admin@acme.example").preauthorization == "ok"
