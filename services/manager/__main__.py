@@ -16,7 +16,16 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from manager.apikeys import MongoApiKeys, Scope, create_api_key, revoke_api_key, valid_key_name
+from manager.apikeys import (
+    ApiKey,
+    MongoApiKeys,
+    Scope,
+    create_api_key,
+    revoke_api_key,
+    valid_connection_binding,
+    valid_integration_binding,
+    valid_key_name,
+)
 from manager.ports import utc_now_ms
 from manager.repository import MongoConnections, ensure_indexes
 from manager.rotation import rotate_keys
@@ -33,6 +42,27 @@ def _key_name(value: str) -> str:
         return valid_key_name(value)
     except InvalidInput as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _integration(value: str) -> str:
+    try:
+        return valid_integration_binding(value)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _connection(value: str) -> str:
+    try:
+        return valid_connection_binding(value)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _bindings_text(key: ApiKey) -> str:
+    """``integration:a,connection:b`` for a bound key; ``-`` for an unbound one (reads every token)."""
+    parts = [f"integration:{n}" for n in sorted(key.integrations)]
+    parts += [f"connection:{c}" for c in sorted(key.connections)]
+    return ",".join(_printable(p) for p in parts) or "-"
 
 
 def _key_id(value: str) -> str:
@@ -64,6 +94,20 @@ def _parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="create a key and print it once")
     create.add_argument("--scope", action="append", required=True, choices=[s.value for s in Scope])
     create.add_argument("--name", required=True, type=_key_name, help="1-64 printable characters")
+    create.add_argument(
+        "--integration",
+        action="append",
+        default=[],
+        type=_integration,
+        help="bind the key: it reads only this integration's token (repeatable; recommended for generated code)",
+    )
+    create.add_argument(
+        "--connection",
+        action="append",
+        default=[],
+        type=_connection,
+        help="bind the key: it reads only this connection's token (repeatable)",
+    )
     revoke = keys.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id", type=_key_id)
     keys.add_parser("list", help="list keys (never the keys themselves)")
@@ -90,12 +134,18 @@ async def _api_keys(settings: ManagerStoreSettings, args: argparse.Namespace) ->
         repo = MongoApiKeys(db)
         if args.action == "create":
             record, plaintext = await create_api_key(
-                repo, name=args.name, scopes=args.scope, now=utc_now_ms()
+                repo,
+                name=args.name,
+                scopes=args.scope,
+                now=utc_now_ms(),
+                integrations=args.integration,
+                connections=args.connection,
             )
             print(plaintext)
+            bindings = f"bound to {_bindings_text(record)}" if record.bound else "unbound"
             print(
-                f"created API key {record.id} ({record.name}) with scopes {' '.join(sorted(record.scopes))}; "
-                "it is shown only this once",
+                f"created API key {record.id} ({record.name}) with scopes {' '.join(sorted(record.scopes))}, "
+                f"{bindings}; it is shown only this once",
                 file=sys.stderr,
             )
         elif args.action == "revoke":
@@ -105,7 +155,8 @@ async def _api_keys(settings: ManagerStoreSettings, args: argparse.Namespace) ->
             for key in await repo.all():
                 revoked = key.revoked_at.isoformat() if key.revoked_at else "-"
                 print(
-                    f"{key.id}\t{_printable(key.name)}\t{','.join(sorted(key.scopes))}\t{key.created_at.isoformat()}\t{revoked}"
+                    f"{key.id}\t{_printable(key.name)}\t{','.join(sorted(key.scopes))}\t"
+                    f"{key.created_at.isoformat()}\t{revoked}\t{_bindings_text(key)}"
                 )
     return 0
 

@@ -21,7 +21,9 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from manager.errors import InsufficientScope, Unauthenticated
+from manager.http.schemas import SLUG
 from manager.repository import mongo_errors
+from shared.contracts.base import CONNECTION_ID
 from shared.errors import InvalidInput, NotFound
 
 
@@ -43,6 +45,21 @@ class ApiKey:
     scopes: frozenset[str]
     created_at: datetime
     revoked_at: datetime | None = None
+    integrations: frozenset[str] = frozenset()
+    connections: frozenset[str] = frozenset()
+
+    @property
+    def bound(self) -> bool:
+        """Whether token reads are limited to named integrations and connections."""
+        return bool(self.integrations or self.connections)
+
+    def may_read_integration_token(self, name: str) -> bool:
+        """An unbound key reads any integration's token; a bound one only its integrations'."""
+        return not self.bound or name in self.integrations
+
+    def may_read_connection_token(self, connection_id: str) -> bool:
+        """An unbound key reads any connection's token; a bound one only its connections'."""
+        return not self.bound or connection_id in self.connections
 
 
 def digest_of(key: str) -> str:
@@ -66,7 +83,16 @@ class ApiKeyRepository(Protocol):
 
 
 def _from_doc(doc: dict[str, Any]) -> ApiKey:
-    return ApiKey(doc["_id"], doc["name"], frozenset(doc["scopes"]), doc["created_at"], doc.get("revoked_at"))
+    # records written before bindings existed have neither field: they are unbound
+    return ApiKey(
+        doc["_id"],
+        doc["name"],
+        frozenset(doc["scopes"]),
+        doc["created_at"],
+        doc.get("revoked_at"),
+        integrations=frozenset(doc.get("integrations") or ()),
+        connections=frozenset(doc.get("connections") or ()),
+    )
 
 
 class MongoApiKeys:
@@ -85,6 +111,8 @@ class MongoApiKeys:
                 "digest": digest,
                 "created_at": key.created_at,
                 "revoked_at": None,
+                "integrations": sorted(key.integrations),
+                "connections": sorted(key.connections),
             }
         )
 
@@ -126,10 +154,52 @@ def valid_key_name(name: str) -> str:
     return trimmed
 
 
+MAX_BINDINGS = 100
+_INTEGRATION_NAME = re.compile(SLUG)
+
+
+def valid_integration_binding(name: str) -> str:
+    """``name`` when it is an integration name (a slug), else :class:`InvalidInput` (never echoing it)."""
+    if not _INTEGRATION_NAME.fullmatch(name):  # fullmatch: "$" alone lets a trailing newline through
+        raise InvalidInput("an integration binding must be a slug (lower-case letters, digits, '-'; 1-63)")
+    return name
+
+
+def valid_connection_binding(connection_id: str) -> str:
+    """``connection_id`` when it has a connection id's shape, else :class:`InvalidInput`."""
+    if not CONNECTION_ID.fullmatch(connection_id):
+        raise InvalidInput(
+            "a connection binding must be a connection id (letters, digits, '_', '-'; 1-64, "
+            "starting with a letter or digit)"
+        )
+    return connection_id
+
+
+def _bindings(
+    scopes: frozenset[str], integrations: Iterable[str], connections: Iterable[str]
+) -> tuple[frozenset[str], frozenset[str]]:
+    bound_integrations = frozenset(valid_integration_binding(n) for n in integrations)
+    bound_connections = frozenset(valid_connection_binding(c) for c in connections)
+    if len(bound_integrations) + len(bound_connections) > MAX_BINDINGS:
+        raise InvalidInput(f"a key may be bound to at most {MAX_BINDINGS} integrations and connections")
+    if (bound_integrations or bound_connections) and Scope.TOKENS_READ.value not in scopes:
+        raise InvalidInput("bindings limit token reads: a bound key needs the tokens:read scope")
+    return bound_integrations, bound_connections
+
+
 async def create_api_key(
-    repo: ApiKeyRepository, *, name: str, scopes: Iterable[str], now: datetime
+    repo: ApiKeyRepository,
+    *,
+    name: str,
+    scopes: Iterable[str],
+    now: datetime,
+    integrations: Iterable[str] = (),
+    connections: Iterable[str] = (),
 ) -> tuple[ApiKey, str]:
-    """Store a new key's digest; return the record and the plaintext key (to print once)."""
+    """Store a new key's digest; return the record and the plaintext key (to print once).
+
+    With ``integrations`` and/or ``connections`` the key is bound: it reads only those tokens.
+    """
     wanted = frozenset(scopes)
     unknown = wanted - {s.value for s in Scope}
     if not wanted or unknown:
@@ -138,8 +208,9 @@ async def create_api_key(
             + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else "")
         )
     name = valid_key_name(name)
+    bound_integrations, bound_connections = _bindings(wanted, integrations, connections)
     key_id, plaintext = generate_key()
-    record = ApiKey(key_id, name, wanted, now)
+    record = ApiKey(key_id, name, wanted, now, integrations=bound_integrations, connections=bound_connections)
     await repo.add(record, digest=digest_of(plaintext))
     return record, plaintext
 
@@ -192,3 +263,17 @@ class Authenticator:
         """Raise :class:`InsufficientScope` unless ``key`` carries ``scope``."""
         if scope not in key.scopes:
             raise InsufficientScope(f"this API key lacks the {scope} scope")
+
+
+def authorize_token_read(
+    key: ApiKey, *, integration: str | None = None, connection_id: str | None = None
+) -> None:
+    """Raise :class:`InsufficientScope` when a bound key asks for a token outside its bindings.
+
+    Through the integration endpoint only the integration binding counts (whatever connection the
+    integration points to now); through the connection endpoint only the connection binding counts.
+    """
+    if integration is not None and not key.may_read_integration_token(integration):
+        raise InsufficientScope(f"this API key is not bound to integration {integration!r}")
+    if connection_id is not None and not key.may_read_connection_token(connection_id):
+        raise InsufficientScope(f"this API key is not bound to connection {connection_id!r}")

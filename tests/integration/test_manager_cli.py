@@ -246,3 +246,51 @@ def test_a_64_character_name_is_accepted_and_nothing_is_stored_for_a_refused_one
     assert created.returncode == 0, created.stderr
     rows = _run(["api-keys", "list"], good_env).stdout.strip().splitlines()
     assert len(rows) == 1 and rows[0].split("\t")[1] == name
+
+
+def test_api_keys_are_created_bound_and_listed_with_their_bindings(good_env: dict[str, str]) -> None:
+    created = _run(
+        [
+            "api-keys", "create", "--name", "erp", "--scope", "tokens:read",
+            "--integration", "erp-sync", "--integration", "hr-sync", "--connection", "con_abc123",
+        ],
+        good_env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    key_id = created.stdout.strip().split("_")[1]
+    assert "bound to integration:erp-sync,integration:hr-sync,connection:con_abc123" in created.stderr
+    unbound = _run(["api-keys", "create", "--name", "ui", "--scope", "tokens:read"], good_env)
+    assert unbound.returncode == 0 and "unbound" in unbound.stderr
+
+    rows = {
+        row.split("\t")[0]: row.split("\t")
+        for row in _run(["api-keys", "list"], good_env).stdout.strip().splitlines()
+    }
+    assert rows[key_id][5] == "integration:erp-sync,integration:hr-sync,connection:con_abc123"
+    [other] = [cols for kid, cols in rows.items() if kid != key_id]
+    assert other[5] == "-"
+
+    no_scope = _run(
+        ["api-keys", "create", "--name", "x", "--scope", "connections:read", "--integration", "erp-sync"],
+        good_env,
+    )
+    assert no_scope.returncode == 1 and "tokens:read" in no_scope.stderr and no_scope.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "mentions"),
+    [
+        ("--integration", "ERP-Sync", "slug"),
+        ("--integration", "erp_sync", "slug"),
+        ("--integration", "erp-sync\n", "slug"),
+        ("--connection", "../con", "connection id"),
+        ("--connection", "c" * 65, "connection id"),
+    ],
+    ids=["upper-case", "underscore", "trailing-newline", "path", "65-chars"],
+)
+def test_bad_binding_names_are_refused_with_a_usage_error_and_no_key(
+    good_env: dict[str, str], flag: str, value: str, mentions: str
+) -> None:
+    result = _run(["api-keys", "create", "--name", "x", "--scope", "tokens:read", flag, value], good_env)
+    assert result.returncode == 2 and mentions in result.stderr and result.stdout == ""
+    assert _run(["api-keys", "list"], good_env).stdout == ""

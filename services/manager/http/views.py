@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from manager.apikeys import authorize_token_read
 from manager.http.problems import (
     InvalidJson,
     InvalidParameter,
@@ -176,8 +177,10 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 async def connection_token(request: web.Request) -> web.Response:
     """GET /v1/connections/{id}/token[?force_refresh=true]."""
     query = read_query(request, TokenQuery)
+    connection_id = connection_id_of(request)
+    authorize_token_read(request[PRINCIPAL], connection_id=connection_id)
     token = await request.app[COMPONENTS].tokens.for_connection(
-        connection_id_of(request), force_refresh=query.force_refresh, request_id=request[REQUEST_ID]
+        connection_id, force_refresh=query.force_refresh, request_id=request[REQUEST_ID]
     )
     return _json(TokenOut.of(token), headers=_NO_STORE)
 
@@ -185,8 +188,10 @@ async def connection_token(request: web.Request) -> web.Response:
 async def integration_token(request: web.Request) -> web.Response:
     """GET /v1/integrations/{name}/token[?force_refresh=true]."""
     query = read_query(request, TokenQuery)
+    name = integration_name_of(request)
+    authorize_token_read(request[PRINCIPAL], integration=name)
     token = await request.app[COMPONENTS].tokens.for_integration(
-        integration_name_of(request), force_refresh=query.force_refresh, request_id=request[REQUEST_ID]
+        name, force_refresh=query.force_refresh, request_id=request[REQUEST_ID]
     )
     return _json(TokenOut.of(token), headers=_NO_STORE)
 
