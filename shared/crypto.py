@@ -63,7 +63,7 @@ class Keyring:
             kid, sep, material = entry.strip().partition(":")
             if not sep:
                 raise ConfigurationError(f"{setting}[{index}] must look like 'key-id:base64-key'")
-            if not _KID.match(kid):
+            if not _KID.fullmatch(kid):
                 raise ConfigurationError(f"{setting}[{index}] key id must be 1-32 of A-Z a-z 0-9 _ -")
             if kid in seen:
                 raise ConfigurationError(f"{setting}[{index}] repeats key id {kid!r}")

@@ -64,7 +64,7 @@ def _parse_entries(entries: Iterable[str] | str, setting: str) -> list[tuple[str
     out: list[tuple[str, bytes]] = []
     for index, entry in enumerate(entries):
         kid, sep, material = entry.strip().partition(":")
-        if not sep or not _KID.match(kid):
+        if not sep or not _KID.fullmatch(kid):
             raise ConfigurationError(f"{setting}[{index}] must look like 'key-id:base64url-key'")
         try:
             raw = _unb64(material.strip())

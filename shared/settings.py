@@ -57,7 +57,7 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _amqp_prefix_shape(cls, v: str) -> str:
         # Names are prefix + e.g. "manager.rpc.<instance id>"; the broker caps names at 255 bytes.
-        if not AMQP_PREFIX_SHAPE.match(v):
+        if not AMQP_PREFIX_SHAPE.fullmatch(v):
             raise ValueError("must be at most 64 characters, each a letter, digit, '.', '_' or '-'")
         return v
 

@@ -145,7 +145,7 @@ class BuilderSettings(ServiceSettings):
     @field_validator("instance_id")
     @classmethod
     def _instance_id(cls, v: str) -> str:
-        if v and not re.match(INSTANCE_ID_PATTERN, v):
+        if v and not re.fullmatch(INSTANCE_ID_PATTERN, v):
             raise _custom("must start with a letter or digit and hold only letters, digits, '_', '.' and '-'")
         return v
 

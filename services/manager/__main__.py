@@ -66,7 +66,7 @@ def _bindings_text(key: ApiKey) -> str:
 
 
 def _key_id(value: str) -> str:
-    if not _KEY_ID.match(value):
+    if not _KEY_ID.fullmatch(value):
         raise argparse.ArgumentTypeError("must be a key id as 'api-keys list' shows it (16 hex digits)")
     return value
 

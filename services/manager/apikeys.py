@@ -242,7 +242,7 @@ class Authenticator:
             raise Unauthenticated(
                 "an API key is required (Authorization: Bearer sfc_... or X-API-Key: sfc_...)"
             )
-        if not KEY_SHAPE.match(presented):
+        if not KEY_SHAPE.fullmatch(presented):
             raise Unauthenticated("the API key is not valid")
         digest = digest_of(presented)
         now = self._monotonic()

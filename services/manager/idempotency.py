@@ -100,7 +100,7 @@ def fingerprint(body: dict[str, Any]) -> str:
 
 def scoped_key(api_key_id: str, idempotency_key: str) -> str:
     """The stored id: the client's key scoped to the API key that sent it."""
-    if not KEY_SHAPE.match(idempotency_key):
+    if not KEY_SHAPE.fullmatch(idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1-255 visible ASCII characters")
     return hashlib.sha256(f"{api_key_id}\0{idempotency_key}".encode()).hexdigest()
 

@@ -59,7 +59,7 @@ def _credentials(state: SimState, holder: Record, old: Record | None) -> None:
     old_key = (old or {}).get("consumerKey")
     key = holder.get("consumerKey")
     if key:
-        if not ALNUM.match(key):
+        if not ALNUM.fullmatch(key):
             raise RecordError(
                 "FIELD_INTEGRITY_EXCEPTION",
                 "The consumer key must be alphanumeric and contain 8 to 256 characters.",
@@ -73,7 +73,7 @@ def _credentials(state: SimState, holder: Record, old: Record | None) -> None:
             raise RecordError("DUPLICATE_VALUE", "The consumer key is already taken.", ["consumerKey"])
     holder["consumerKey"] = key or old_key or "3MVG9" + random_alnum(80)
     secret = holder.get("consumerSecret")
-    if secret and not ALNUM.match(secret):
+    if secret and not ALNUM.fullmatch(secret):
         raise RecordError(
             "FIELD_INTEGRITY_EXCEPTION",
             "The consumer secret must be alphanumeric and contain 8 to 256 characters.",
@@ -168,7 +168,7 @@ def save(
     name = str(rec.get("fullName") or "")
     if not name:
         raise RecordError("REQUIRED_FIELD_MISSING", "Required field is missing: fullName", ["fullName"])
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise RecordError(
             "FIELD_INTEGRITY_EXCEPTION",
             "The fullName can only contain underscores and alphanumeric characters. It must begin with a letter, "

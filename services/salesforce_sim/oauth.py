@@ -188,7 +188,7 @@ async def authorize(request: web.Request) -> web.Response:
         return fail("invalid_request", "invalid code_challenge_method")
     if challenge is None and app.pkce_required:
         return fail("invalid_request", "missing required code challenge")
-    if challenge is not None and not _CHALLENGE.match(challenge):
+    if challenge is not None and not _CHALLENGE.fullmatch(challenge):
         return fail("invalid_request", "invalid code challenge")
     scopes = requested_scopes(app, params.get("scope"))
     if scopes is None:

@@ -234,7 +234,7 @@ class SimState:
             raise RecordError("REQUIRED_FIELD_MISSING", "Required fields are missing: [Name]", ["Name"])
         if not label:
             raise RecordError("REQUIRED_FIELD_MISSING", "Required fields are missing: [Label]", ["Label"])
-        if not PS_NAME.match(name):
+        if not PS_NAME.fullmatch(name):
             raise RecordError(
                 "FIELD_INTEGRITY_EXCEPTION",
                 "The API Name can only contain underscores and alphanumeric characters. It must be unique, "

@@ -230,3 +230,7 @@ async def test_readiness_metrics_and_unknown_routes(rig: BuilderRig) -> None:
         assert resp.status == 404 and resp.content_type == "application/problem+json"
     async with rig.http.get(f"{rig.builder}/v1/orgs/not-an-org/objects", headers=rig.admin) as resp:
         assert resp.status == 400
+    # "$" matches before a final newline; org ids are checked with fullmatch, so this is refused too.
+    newline = f"{rig.builder}/v1/orgs/{rig.org_id()}%0A/objects"
+    async with rig.http.get(newline, headers=rig.admin) as resp:
+        assert resp.status == 400 and (await resp.json())["code"] == "invalid_input"

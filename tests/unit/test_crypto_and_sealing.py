@@ -68,3 +68,9 @@ def test_an_unknown_recipient_key_is_refused() -> None:
     _, pub = generate_recipient_key("m1")
     with pytest.raises(UnknownRecipientKey):
         Sealer.parse([pub]).seal("t", key_id="m2", connection_id="c1", message_type="x")
+
+
+def test_a_key_id_with_a_trailing_newline_is_refused() -> None:
+    # "$" matches before a final newline; the key-id check uses fullmatch so "k1\n" is not "k1".
+    with pytest.raises(ConfigurationError, match=r"must look like|key id"):
+        Keyring.parse(f"k1\n:{generate_key()}")

@@ -138,6 +138,9 @@ async def test_bad_parameters_on_every_read_endpoint_get_4xx_problems() -> None:
             ("GET", "/v1/connections?cursor=%%%", 400, "invalid_parameter"),
             ("GET", "/v1/connections?colour=blue", 422, "validation_failed"),
             ("GET", "/v1/connections/bad%20id!", 400, "invalid_parameter"),
+            # "$" in a pattern matches before a final newline: ids are checked with fullmatch
+            ("GET", "/v1/connections/con_x%0A", 400, "invalid_parameter"),
+            ("GET", "/v1/integrations/billing%0A/token", 400, "invalid_parameter"),
             ("GET", "/v1/connections/con_missing", 404, "connection_not_found"),
             ("DELETE", "/v1/connections/con_missing", 404, "connection_not_found"),
             ("DELETE", "/v1/connections/bad%20id!", 400, "invalid_parameter"),

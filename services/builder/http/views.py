@@ -52,7 +52,7 @@ def _page(title: str, message: str, status: int) -> web.Response:
 
 def _org_id(request: web.Request) -> str:
     org_id = request.match_info["org_id"]
-    if not _ORG_ID.match(org_id):
+    if not _ORG_ID.fullmatch(org_id):
         raise InvalidInput(f"{org_id!r} is not a Salesforce org id (15 or 18 characters starting with 00D)")
     return org_id
 

@@ -114,7 +114,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Adopt a sane incoming ``X-Request-ID`` or make one; bind it to every log line; echo it back."""
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:

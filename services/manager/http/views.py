@@ -74,14 +74,14 @@ def read_query(request: web.Request, model: type[M]) -> M:
 
 def connection_id_of(request: web.Request) -> str:
     value = request.match_info["connection_id"]
-    if not CONNECTION_ID.match(value):
+    if not CONNECTION_ID.fullmatch(value):
         raise InvalidParameter("the connection id has an invalid shape")
     return value
 
 
 def integration_name_of(request: web.Request) -> str:
     value = request.match_info["name"]
-    if not _SLUG_RE.match(value):
+    if not _SLUG_RE.fullmatch(value):
         raise InvalidParameter("the integration name must be a slug (lower-case letters, digits, '-')")
     return value
 
@@ -97,7 +97,7 @@ def _decode_cursor(cursor: str | None) -> str | None:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidParameter("the cursor is not one this API gave out") from None
-    if not CONNECTION_ID.match(value):
+    if not CONNECTION_ID.fullmatch(value):
         raise InvalidParameter("the cursor is not one this API gave out")
     return value
 
