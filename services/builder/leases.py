@@ -83,6 +83,11 @@ class ConnectionLeases:
                     log.warning("connection lease lost to another delivery", lease=key)
                     return
             except SfconnectError as exc:  # database briefly away: try again at the next tick
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # the cancel from hold() was lost inside the database call (Python 3.11's
+                    # wait_for race): stop anyway, or hold() would wait for this loop for ever
+                    raise asyncio.CancelledError from None
                 log.warning("connection lease not renewed", lease=key, error=exc.code)
 
     async def _release(self, key: str, holder: str) -> None:

@@ -111,3 +111,35 @@ async def test_closing_stops_background_releases() -> None:
     assert leases._releasing
     await leases.close()
     assert not leases._releasing
+
+
+class SwallowingStore(FakeStore):
+    """A store whose renewal, once ``swallow`` is set, turns a cancel into a database error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.swallow = False
+        self.renewing = asyncio.Event()
+
+    async def try_lease(self, key: str, holder: str, seconds: float) -> bool:
+        if not self.swallow:
+            return await super().try_lease(key, holder, seconds)
+        self.renewing.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass  # lost, as in Python 3.11's wait_for race inside the driver
+        raise StoreUnavailable("MongoDB timed out (ServerSelectionTimeoutError)", retry_after=5)
+
+
+async def test_leaving_the_lease_ends_the_renewal_even_when_the_database_call_loses_the_cancel() -> None:
+    store = SwallowingStore()
+    leases = ConnectionLeases(store, "builder-a", seconds=0.3)
+
+    async def hold() -> None:
+        async with leases.hold("conn-1"):
+            store.swallow = True
+            await store.renewing.wait()
+
+    await asyncio.wait_for(hold(), 2)
+    assert store.leases == {}
