@@ -65,6 +65,8 @@ def decode(
         raise MalformedMessage("invalid_json", f"body is not UTF-8 JSON ({type(exc).__name__})") from None
     except RecursionError:  # deeply nested arrays/objects under the size limit
         raise MalformedMessage("invalid_json", "body nests too deeply") from None
+    except ValueError:  # e.g. an integer of more than 4300 digits (int's conversion limit)
+        raise MalformedMessage("invalid_json", "body holds a number too long to read") from None
     if not isinstance(data, dict):
         raise MalformedMessage("invalid_json", "body is not a JSON object")
     try:

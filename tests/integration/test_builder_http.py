@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -145,6 +146,35 @@ async def test_post_authorize_returns_the_url_for_a_browser_and_that_url_complet
     async with rig.http.get(callback) as resp:
         assert resp.status == 200 and "Builder authorized" in await resp.text()
     assert await rig.db.orgs.count_documents({"_id": rig.org_id("acme")[:15]}) == 1
+
+
+async def _raw_get(url: str, header: bytes) -> tuple[int, bytes]:
+    """GET with one header line sent byte for byte (an HTTP client would refuse non-UTF-8 bytes)."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        b"GET "
+        + parts.path.encode()
+        + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + header
+        + b"\r\n\r\n"
+    )
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.mark.parametrize(
+    "header", [b"X-API-Key: \xff\xfe\xfd", b"Authorization: Bearer \xff\xfe"], ids=["x-api-key", "bearer"]
+)
+async def test_an_admin_key_header_that_is_not_utf8_is_a_401_not_a_500(
+    rig: BuilderRig, header: bytes
+) -> None:
+    status, body = await _raw_get(f"{rig.builder}/v1/orgs", header)
+    assert status == 401, body
+    assert b'"unauthenticated"' in body
 
 
 async def test_the_admin_api_needs_the_key_as_bearer_or_x_api_key(rig: BuilderRig) -> None:

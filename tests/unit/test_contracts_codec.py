@@ -51,6 +51,12 @@ def test_timestamps_round_trip_as_utc() -> None:
         ("connection.create.v1", b"{not json", "application/json", "invalid_json"),
         ("connection.create.v1", b"\xff\xfe", "application/json", "invalid_json"),
         ("connection.create.v1", b"[1,2]", "application/json", "invalid_json"),
+        (
+            "connection.create.v1",
+            b'{"connection_id": 1' + b"0" * 5000 + b"}",
+            "application/json",
+            "invalid_json",
+        ),
         ("connection.create.v1", b'{"connection_id": 5}', "application/json", "schema_violation"),
         ("connection.explode.v1", b"{}", "application/json", "unknown_type"),
         (None, b"{}", "application/json", "unknown_type"),

@@ -335,8 +335,18 @@ async def test_a_refresh_the_builder_refuses_is_a_502_problem_naming_the_builder
         ("POST", "/v1/connections", b'{"name": ' + b"[" * 900 + b"]" * 900 + b"}"),
         ("PUT", "/v1/integrations/x/connection", b'{"a":' * 10_000 + b"1" + b"}" * 10_000),
         ("PUT", "/v1/integrations/x/connection", b'{"connection_id": ' + b"[" * 990 + b"]" * 990 + b"}"),
+        # past int's 4300-digit conversion limit, json.loads raises a plain ValueError
+        ("POST", "/v1/connections", b'{"name": 1' + b"0" * 5000 + b"}"),
+        ("PUT", "/v1/integrations/x/connection", b'{"connection_id": -9' + b"9" * 4400 + b"}"),
     ],
-    ids=["array-1500-deep", "array-900-deep-in-a-field", "object-10000-deep", "array-990-deep-in-a-field"],
+    ids=[
+        "array-1500-deep",
+        "array-900-deep-in-a-field",
+        "object-10000-deep",
+        "array-990-deep-in-a-field",
+        "integer-5001-digits",
+        "integer-4401-digits",
+    ],
 )
 async def test_deeply_nested_json_under_the_size_limit_is_a_4xx_problem_not_a_500(
     method: str, path: str, body: bytes

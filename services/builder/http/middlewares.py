@@ -88,7 +88,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode()).digest()
+    # A header with bytes that are not UTF-8 arrives holding surrogate escapes: hash them as they came
+    # (it cannot equal the key, which settings hold as valid text), rather than fail with a 500.
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
 
 
 @web.middleware

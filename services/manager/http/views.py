@@ -57,6 +57,8 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         raise InvalidJson("the request body is not valid UTF-8 JSON") from None
     except RecursionError:  # deeply nested arrays/objects: the decoder gives up, so do we (not a 500)
         raise InvalidJson("the request body nests too deeply") from None
+    except ValueError:  # an integer of more than 4300 digits (int's conversion limit), not a 500
+        raise InvalidJson("the request body holds a number too long to read") from None
     if not isinstance(data, dict):
         raise InvalidJson("the request body must be a JSON object")
     try:
