@@ -207,6 +207,17 @@ async def test_an_exhausted_api_limit_is_reported_as_request_limit_exceeded(rig:
     assert reply.error.code is ErrorCode.REQUEST_LIMIT_EXCEEDED and reply.error.retryable
 
 
+@pytest.mark.parametrize("kind", [AppKind.EXTERNAL_CLIENT_APP, AppKind.CONNECTED_APP])
+async def test_a_label_with_characters_xml_cannot_carry_still_makes_the_app(
+    rig: BuilderRig, kind: AppKind
+) -> None:
+    # U+FFFF/U+FFFE and NUL made lxml refuse the SOAP body on every delivery (internal_error after 25 tries)
+    await rig.send(rig.create("conn-nonxml", label="\uffff\ufffe Acme\x00 ERP\x85", app_kind=kind))
+    reply = await rig.reply()
+    assert isinstance(reply, ConnectionCreated), reply
+    assert [a["label"] for a in await rig.sim_apps("acme")] == ["Acme ERP"]
+
+
 async def test_a_username_with_quote_ampersand_and_plus_works(rig: BuilderRig) -> None:
     await rig.send(rig.create("conn-obrien", username=OBRIEN, app_kind=AppKind.CONNECTED_APP))
     reply = await rig.reply()

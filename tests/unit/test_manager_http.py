@@ -92,6 +92,11 @@ async def test_idempotency_keys_of_different_api_keys_do_not_collide() -> None:
         ({"name": "Not A Slug"}, 422, "validation_failed", "name"),
         ({"name": "x" * 64}, 422, "validation_failed", "name"),
         ({"label": "y" * 81}, 422, "validation_failed", "label"),
+        # Metadata API XML cannot carry these: the Builder would fail on every delivery
+        ({"label": "\uffff\ufffe x"}, 422, "validation_failed", "label"),
+        ({"label": "Acme\x00ERP"}, 422, "validation_failed", "label"),
+        ({"salesforce_username": "a\x00b@acme.com"}, 422, "validation_failed", "salesforce_username"),
+        ({"salesforce_username": "evil\u202e@acme.com"}, 422, "validation_failed", "salesforce_username"),
         ({"app_kind": "magic"}, 422, "validation_failed", "app_kind"),
         ({"unexpected": True}, 422, "validation_failed", "unexpected"),
     ],

@@ -20,7 +20,9 @@ CONNECTED_APP_TYPE = "ConnectedApp"
 ADMIN_APPROVED = "AdminApprovedPreAuthorized"
 
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Everything XML 1.0 cannot carry (C0 controls but tab/newline/return, surrogates, U+FFFE/U+FFFF: lxml
+# refuses to serialise them) plus DEL and the C1 controls, which Salesforce labels have no use for.
+_CONTROL = re.compile("[^\t\n\r\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 NAME_BODY_MAX = 24
 
 
@@ -36,7 +38,7 @@ def api_name(connection_id: str) -> str:
 
 
 def clean_label(label: str, fallback: str, limit: int = 80) -> str:
-    """A label Salesforce and XML both accept: no control characters, trimmed, never empty."""
+    """A label Salesforce and XML both accept: no control or non-XML characters, trimmed, never empty."""
     text = " ".join(_CONTROL.sub(" ", label).split())[:limit].strip()
     return text or fallback
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from manager.domain import Connection, ConnectionStatus, ErrorInfo
 from manager.repository import Integration
@@ -15,6 +16,21 @@ from shared.contracts.base import CONNECTION_ID
 from shared.contracts.commands import ORG_ID_PATTERN, USERNAME_PATTERN
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+def _first_bad_character(value: str, categories: frozenset[str]) -> str | None:
+    """The first character of ``value`` in one of ``categories`` or a Unicode noncharacter, as U+XXXX."""
+    for ch in value:
+        code = ord(ch)
+        if unicodedata.category(ch) in categories or 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE:
+            return f"U+{code:04X}"
+    return None
+
+
+# Labels end up in Metadata API XML, which cannot carry control characters or noncharacters; usernames
+# also refuse format characters (bidi overrides, zero-width spaces) that make two names look alike.
+_LABEL_BAD = frozenset({"Cc", "Cs"})
+_USERNAME_BAD = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
 
 class _Request(BaseModel):
@@ -44,6 +60,20 @@ class CreateConnectionRequest(_Request):
     org_id: str = Field(pattern=ORG_ID_PATTERN, description="15 or 18 character Salesforce org id (00D...).")
     label: str | None = Field(None, min_length=1, max_length=80, description="Display label (default: name).")
     app_kind: AppKind = Field(AppKind.AUTO, description="Which kind of OAuth app the Builder creates.")
+
+    @field_validator("label")
+    @classmethod
+    def _printable_label(cls, v: str | None) -> str | None:
+        if v is not None and (bad := _first_bad_character(v, _LABEL_BAD)):
+            raise ValueError(f"the label holds a control character or noncharacter ({bad})")
+        return v
+
+    @field_validator("salesforce_username")
+    @classmethod
+    def _printable_username(cls, v: str) -> str:
+        if bad := _first_bad_character(v, _USERNAME_BAD):
+            raise ValueError(f"the username holds a control, format or unassigned character ({bad})")
+        return v
 
 
 class AssociateIntegrationRequest(_Request):
