@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pymongo.errors import ConfigurationError as MongoConfigurationError
+from pymongo.uri_parser import parse_uri
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 AMQP_PREFIX_SHAPE = re.compile(r"^[A-Za-z0-9._-]{0,64}$")
@@ -64,9 +66,17 @@ class ServiceSettings(BaseSettings):
     @field_validator("mongodb_url")
     @classmethod
     def _mongo_scheme(cls, v: SecretStr) -> SecretStr:
-        parts = urlsplit(v.get_secret_value())
+        url = v.get_secret_value()
+        parts = urlsplit(url)
         if parts.scheme not in ("mongodb", "mongodb+srv") or not parts.netloc:
             raise ValueError("must be a mongodb:// or mongodb+srv:// URL with a host")
+        if parts.scheme == "mongodb":  # parsing a mongodb+srv:// URL would resolve DNS: left to start-up
+            try:
+                parse_uri(url)
+            except (MongoConfigurationError, ValueError) as exc:
+                userinfo = parts.netloc.rpartition("@")[0]
+                reason = str(exc).replace(userinfo, "***") if userinfo else str(exc)
+                raise ValueError(f"is not a valid MongoDB connection string: {reason}") from None
         return v
 
 

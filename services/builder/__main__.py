@@ -17,6 +17,7 @@ from enum import Enum
 
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
+from pymongo.errors import ConfigurationError as MongoConfigurationError
 
 from builder.app import build_app
 from builder.settings import BuilderSettings
@@ -112,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SfconnectError as exc:
         print(f"builder could not start: {exc.code}: {redact_text(exc.message)}", file=sys.stderr)
         return 1
+    except MongoConfigurationError as exc:  # e.g. a mongodb+srv:// name that does not resolve
+        print(f"builder could not start: invalid MONGODB_URL: {redact_text(str(exc))}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"builder could not start: {redact_text(str(exc))}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConfigurationError as MongoConfigurationError
 
 from manager.apikeys import (
     ApiKey,
@@ -31,7 +32,7 @@ from manager.repository import MongoConnections, ensure_indexes
 from manager.rotation import rotate_keys
 from manager.settings import ManagerSettings, ManagerStoreSettings
 from shared.errors import InvalidInput, SfconnectError
-from shared.logging import configure_logging
+from shared.logging import configure_logging, redact_text
 from shared.settings import describe_validation_error
 
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -214,10 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         return asyncio.run(_rotate(settings, args.batch_size))
     except SfconnectError as exc:
-        print(f"manager: {exc.code}: {exc.message}", file=sys.stderr)
+        print(f"manager: {exc.code}: {redact_text(exc.message)}", file=sys.stderr)
         return 1
+    except MongoConfigurationError as exc:  # e.g. a mongodb+srv:// name that does not resolve
+        print(f"manager: invalid configuration: MONGODB_URL: {redact_text(str(exc))}", file=sys.stderr)
+        return 2
     except (OSError, ConnectionError) as exc:
-        print(f"manager: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"manager: cannot start: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # anything else at start-up: one line, not a traceback (e.g. an unknown vhost)
+        print(f"manager: cannot start: {type(exc).__name__}: {redact_text(str(exc))}", file=sys.stderr)
         return 1
 
 

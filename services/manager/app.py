@@ -78,6 +78,11 @@ def _mongo_client(settings: ManagerStoreSettings) -> AsyncMongoClient[Any]:
 
 
 async def _ensure_indexes_until_done(db: AsyncDatabase[Any], done: asyncio.Event) -> None:
+    """Create the indexes, waiting out an unreachable database.
+
+    Any other error (a mongodb+srv:// name that does not resolve, an index that conflicts with an existing
+    one) will not heal by waiting: it propagates, start-up fails, and ``__main__`` says why in one line.
+    """
     delay = 0.5
     while True:
         try:
@@ -87,9 +92,6 @@ async def _ensure_indexes_until_done(db: AsyncDatabase[Any], done: asyncio.Event
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
             continue
-        except Exception:  # e.g. an index that conflicts with an existing one: readiness stays "down"
-            log.exception("indexes could not be created")
-            return
         done.set()
         return
 

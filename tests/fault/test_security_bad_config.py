@@ -92,6 +92,32 @@ def _cases() -> list[Case]:
                 "MONGODB_URL",
                 SECRET_PASSWORD,
             ),
+            Case(
+                svc,
+                "MONGODB_URL with a port out of range",
+                {"MONGODB_URL": f"mongodb://u:{SECRET_PASSWORD}@127.0.0.1:99999/"},
+                "MONGODB_URL",
+                SECRET_PASSWORD,
+            ),
+            Case(
+                svc,
+                "MONGODB_URL with an unknown option",
+                {"MONGODB_URL": "mongodb://127.0.0.1:27017/?notAnOption=1"},
+                "MONGODB_URL",
+            ),
+            # .invalid never resolves (RFC 6761): pymongo says so at the first operation, not at parse time
+            Case(
+                svc,
+                "MONGODB_URL mongodb+srv name that does not resolve",
+                {"MONGODB_URL": "mongodb+srv://sfconnect-test.invalid/"},
+                "MONGODB_URL",
+            ),
+            Case(
+                svc,
+                "AMQP_URL naming a vhost that does not exist",
+                {"AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/sfconnect-no-such-vhost"},
+                "virtual host 'sfconnect-no-such-vhost'",
+            ),
             Case(svc, "HTTP_PORT out of range", {"HTTP_PORT": "70000"}, "HTTP_PORT"),
             Case(svc, "HTTP_PORT not a number", {"HTTP_PORT": "eighty"}, "HTTP_PORT"),
             Case(svc, "LOG_LEVEL unknown", {"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
