@@ -1,7 +1,10 @@
 """``Idempotency-Key`` support: the same key and body get the same response; another body is refused.
 
 A key is scoped to the API key that used it and remembered for a day (TTL index). A request that
-crashed half-way leaves an ``in_progress`` record that a retry may take over after ``stale_after``.
+crashed half-way leaves an ``in_progress`` record. A retry first asks ``recover`` whether the crashed
+request's work is already done (for a create: a connection recorded under the key) and replays that;
+otherwise it gets ``idempotency_key_in_progress`` until the record is ``stale_after`` old, and then runs
+the action itself.
 """
 
 from __future__ import annotations
@@ -113,15 +116,26 @@ async def run_once(
     now: datetime,
     stale_after: timedelta,
     action: Callable[[], Awaitable[StoredResponse]],
+    recover: Callable[[], Awaitable[StoredResponse | None]] | None = None,
 ) -> StoredResponse:
     """Run ``action`` once per key: replay its response for the same body, refuse another body."""
     existing = await repo.begin(key, fingerprint=body_fingerprint, now=now, stale_before=now - stale_after)
     if existing is not None:
         if existing.fingerprint != body_fingerprint:
             raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request body")
-        if existing.response is None:
-            raise IdempotencyKeyInProgress("a request with this Idempotency-Key is still being processed")
-        return existing.response
+        if existing.response is not None:
+            return existing.response
+        recovered = await recover() if recover is not None else None
+        if recovered is None:
+            raise IdempotencyKeyInProgress(
+                "a request with this Idempotency-Key is still being processed (or died before it recorded "
+                f"anything: it is retried after {stale_after.total_seconds():g}s)"
+            )
+        await repo.complete(key, recovered)
+        return recovered
+    if recover is not None and (recovered := await recover()) is not None:  # took over a stale record
+        await repo.complete(key, recovered)
+        return recovered
     try:
         response = await action()
     except BaseException:

@@ -64,8 +64,9 @@ class RotationItem:
 class ConnectionRepository(Protocol):
     """Where connections live."""
 
-    async def add(self, connection: Connection) -> None: ...
+    async def add(self, connection: Connection, *, idempotency_ref: str | None = None) -> None: ...
     async def get(self, connection_id: str) -> Connection | None: ...
+    async def find_by_idempotency_ref(self, ref: str) -> Connection | None: ...
     async def page(self, *, limit: int, after: str | None) -> list[Connection]: ...
     async def save(self, connection: Connection, *, expected_version: int) -> None: ...
     async def mark_published(self, connection_id: str, message_id: str, *, at: datetime) -> bool: ...
@@ -118,15 +119,23 @@ class MongoConnections:
         self._col = db["connections"]
 
     @mongo_errors
-    async def add(self, connection: Connection) -> None:
+    async def add(self, connection: Connection, *, idempotency_ref: str | None = None) -> None:
+        doc = connection_to_doc(connection)
+        if idempotency_ref is not None:  # written once; later saves ($set of the aggregate) keep it
+            doc["idempotency_ref"] = idempotency_ref
         try:
-            await self._col.insert_one(connection_to_doc(connection))
+            await self._col.insert_one(doc)
         except DuplicateKeyError:
             raise NameTaken(f"a connection named {connection.name!r} already exists") from None
 
     @mongo_errors
     async def get(self, connection_id: str) -> Connection | None:
         doc = await self._col.find_one({"_id": connection_id})
+        return connection_from_doc(doc) if doc else None
+
+    @mongo_errors
+    async def find_by_idempotency_ref(self, ref: str) -> Connection | None:
+        doc = await self._col.find_one({"idempotency_ref": ref})
         return connection_from_doc(doc) if doc else None
 
     @mongo_errors
@@ -272,6 +281,9 @@ async def ensure_indexes(db: AsyncDatabase[Any]) -> None:
     )
     await connections.create_index(
         [("status", ASCENDING), ("command.published_at", ASCENDING)], name="outbox"
+    )
+    await connections.create_index(
+        "idempotency_ref", partialFilterExpression={"idempotency_ref": {"$exists": True}}, name="idempotency"
     )
     await db["integrations"].create_index("connection_id", name="by_connection")
     await db["api_keys"].create_index("digest", unique=True, name="unique_digest")

@@ -104,8 +104,14 @@ class ConnectionService:
 
     # -- use cases called by the HTTP API -----------------------------------------------------------
 
-    async def create(self, new: NewConnection, *, request_id: str | None = None) -> Connection:
-        """Record a ``pending`` connection with its create command, then publish the command."""
+    async def create(
+        self, new: NewConnection, *, request_id: str | None = None, idempotency_ref: str | None = None
+    ) -> Connection:
+        """Record a ``pending`` connection with its create command, then publish the command.
+
+        ``idempotency_ref`` (the scoped Idempotency-Key) is stored with it, so that a retry of a request
+        that died after this write finds the connection (:meth:`created_under`) instead of a name clash.
+        """
         now = self.clock()
         conn = Connection.new(
             id=new_connection_id(now),
@@ -118,11 +124,15 @@ class ConnectionService:
             command=self.outbox.record(CreateConnection.message_type, now),
             now=now,
         )
-        await self.repo.add(conn)
+        await self.repo.add(conn, idempotency_ref=idempotency_ref)
         log.info("connection recorded", connection_id=conn.id, name=conn.name)
         assert conn.command is not None
         await self.outbox.publish(conn, conn.command.message_id, request_id=request_id)
         return conn
+
+    async def created_under(self, idempotency_ref: str) -> Connection | None:
+        """The connection a request with this scoped Idempotency-Key recorded, if it got that far."""
+        return await self.repo.find_by_idempotency_ref(idempotency_ref)
 
     async def get(self, connection_id: str) -> Connection:
         conn = await self.repo.get(connection_id)

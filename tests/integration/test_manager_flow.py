@@ -269,3 +269,74 @@ async def test_a_refused_refresh_is_recorded_on_the_active_connection_until_a_re
     shown = await (await a.get(f"/v1/connections/{conn['id']}", headers=auth(key))).json()
     assert shown["status"] == "active" and shown["last_refresh_error"] is None
     assert len(s.builder.commands(RefreshConnectionToken)) == 2
+
+
+async def _crashed_create(
+    s: ManagerStack, client: Any, plaintext_key: str, idem: str, *, recorded: bool
+) -> str | None:
+    """What a Manager killed in the middle of ``POST /v1/connections`` with ``Idempotency-Key`` leaves:
+    the key claimed ``in_progress`` and, when it got that far, the connection recorded under it."""
+    from manager.http.schemas import CreateConnectionRequest
+    from manager.http.state import COMPONENTS
+    from manager.idempotency import MongoIdempotencyKeys, fingerprint, scoped_key
+    from manager.ports import utc_now_ms
+    from manager.services import NewConnection
+
+    ref = scoped_key(plaintext_key.split("_")[1], idem)
+    body = CreateConnectionRequest.model_validate(CREATE_BODY)
+    now = utc_now_ms()
+    claimed = await MongoIdempotencyKeys(s.db).begin(
+        ref, fingerprint=fingerprint(body.model_dump(mode="json")), now=now, stale_before=now
+    )
+    assert claimed is None
+    if not recorded:
+        return None
+    new = NewConnection(
+        name=body.name,
+        org_id=body.org_id,
+        salesforce_username=body.salesforce_username,
+        admin_email=str(body.admin_email),
+        label=body.name,
+        app_kind=body.app_kind.value,
+    )
+    conn = await client.app[COMPONENTS].connections.create(new, idempotency_ref=ref)
+    return str(conn.id)
+
+
+async def test_a_retry_after_a_crash_that_recorded_the_connection_replays_it_instead_of_a_name_clash(
+    manager_stack: ManagerStack,
+) -> None:
+    s = manager_stack
+    client = await s.start_app()
+    key = await s.api_key()
+    recorded_id = await _crashed_create(s, client, key, "retry-after-crash", recorded=True)
+    for _ in range(2):  # the retry answers with the recorded connection, and so does the next one
+        r = await client.post(
+            "/v1/connections", json=CREATE_BODY, headers={**auth(key), "Idempotency-Key": "retry-after-crash"}
+        )
+        body = await r.json()
+        assert r.status == 202, body
+        assert body["id"] == recorded_id and r.headers["Idempotent-Replayed"] == "true"
+    assert await s.db.connections.count_documents({}) == 1
+
+    async def active() -> bool:
+        got = await (await client.get(f"/v1/connections/{recorded_id}", headers=auth(key))).json()
+        return bool(got["status"] == "active")
+
+    await eventually(active, what="the recorded connection went on to active")
+
+
+async def test_a_retry_after_a_crash_before_anything_was_recorded_waits_for_the_claim_to_go_stale(
+    manager_stack: ManagerStack,
+) -> None:
+    s = manager_stack
+    client = await s.start_app()
+    key = await s.api_key()
+    await _crashed_create(s, client, key, "died-early", recorded=False)
+    r = await client.post(
+        "/v1/connections", json=CREATE_BODY, headers={**auth(key), "Idempotency-Key": "died-early"}
+    )
+    problem = await r.json()
+    assert r.status == 409 and problem["code"] == "idempotency_key_in_progress", problem
+    assert "retried after 60s" in problem["detail"]
+    assert await s.db.connections.count_documents({}) == 0

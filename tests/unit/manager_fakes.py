@@ -52,12 +52,19 @@ class FakeConnections:
         self.outage = outage or Outage()
         self.saves = 0
 
-    async def add(self, connection: Connection) -> None:
+    async def add(self, connection: Connection, *, idempotency_ref: str | None = None) -> None:
         self.outage.check()
         doc = connection_to_doc(connection)
         if any(d.get("name_key") == doc.get("name_key") for d in self.docs.values()):
             raise NameTaken(f"a connection named {connection.name!r} already exists")
+        if idempotency_ref is not None:
+            doc["idempotency_ref"] = idempotency_ref
         self.docs[connection.id] = doc
+
+    async def find_by_idempotency_ref(self, ref: str) -> Connection | None:
+        self.outage.check()
+        doc = next((d for d in self.docs.values() if d.get("idempotency_ref") == ref), None)
+        return connection_from_doc(doc) if doc else None
 
     async def get(self, connection_id: str) -> Connection | None:
         self.outage.check()

@@ -118,24 +118,32 @@ async def create_connection(request: web.Request) -> web.Response:
     )
 
     ran = False
+    key = request.headers.get("Idempotency-Key")
+    ref = scoped_key(request[PRINCIPAL].id, key) if key is not None else None
 
     async def action() -> StoredResponse:
         nonlocal ran
         ran = True
-        conn = await c.connections.create(new, request_id=request[REQUEST_ID])
+        conn = await c.connections.create(new, request_id=request[REQUEST_ID], idempotency_ref=ref)
         return StoredResponse(202, ConnectionOut.of(conn).model_dump(mode="json"))
 
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
+    async def recover() -> StoredResponse | None:
+        """A request with this key that died after recording its connection: answer with that one."""
+        assert ref is not None
+        conn = await c.connections.created_under(ref)
+        return StoredResponse(202, ConnectionOut.of(conn).model_dump(mode="json")) if conn else None
+
+    if ref is None:
         response = await action()
     else:
         response = await run_once(
             c.idempotency,
-            scoped_key(request[PRINCIPAL].id, key),
+            ref,
             body_fingerprint=fingerprint(body.model_dump(mode="json")),
             now=c.connections.clock(),
             stale_after=IDEMPOTENCY_STALE_AFTER,
             action=action,
+            recover=recover,
         )
     headers = {"Location": f"/v1/connections/{response.body['id']}"}
     if not ran:
