@@ -8,7 +8,7 @@ export UV_LINK_MODE ?= copy
 .PHONY: help install test test-unit test-integration test-contract test-e2e test-fault lint fmt contracts demo run up bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(UV):
 	python3 -m venv .venv-tools && .venv-tools/bin/pip install --quiet 'uv==0.13.9'

@@ -110,7 +110,7 @@ class AppCreator:
     async def ensure(self, record: ConnectionRecord) -> None:
         org_id = self.org.authorization.org_id
         support = self.org.authorization.app_kind_support
-        kinds = kinds_to_try(record.requested_kind, support, self.settings.app_kind_preference.value)
+        kinds = kinds_to_try(record.requested_kind, support, self.settings.app_kind_preference)
         if record.status is ConnectionStatus.APP_REQUESTED and record.app_kind in kinds:
             kinds.remove(record.app_kind)
             kinds.insert(0, record.app_kind)  # resume what an earlier delivery started

@@ -74,9 +74,8 @@ class BuilderSettings(ServiceSettings):
     command_prefetch: int = Field(8, ge=1, le=1000)
     command_max_attempts: int = Field(25, ge=1, le=1000)
     salesforce_timeout_seconds: float = Field(30.0, gt=0, le=600)
-    app_kind_preference: Literal[AppKind.EXTERNAL_CLIENT_APP, AppKind.CONNECTED_APP] = (
-        AppKind.EXTERNAL_CLIENT_APP
-    )
+    # Plain strings, so that a refusal lists the values as they are written ("auto" is not one of them)
+    app_kind_preference: Literal["external_client_app", "connected_app"] = AppKind.EXTERNAL_CLIENT_APP.value
     oauth_state_ttl_seconds: int = Field(600, ge=30, le=3600)
     objects_cache_seconds: int = Field(300, ge=0)
     deploy_poll_seconds: float = Field(1.0, gt=0, le=600)

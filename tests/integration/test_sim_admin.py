@@ -335,3 +335,15 @@ async def test_installing_a_connected_app_checks_it_like_the_metadata_api(sim, h
         status=201,
     )
     assert app["kind"] == "connected_app" and app["consumerKey"].startswith("3MVG9")
+
+
+@pytest.mark.parametrize("advance", [1e300, float("inf"), -1], ids=["huge", "infinite", "negative"])
+async def test_the_clock_refuses_a_jump_no_datetime_can_hold(sim, http, advance: float) -> None:
+    async with http.post(
+        f"{sim}/__sim/clock",
+        data=f'{{"advance_seconds": {"Infinity" if advance == float("inf") else advance}}}',
+        headers={"Content-Type": "application/json"},
+    ) as resp:
+        assert resp.status == 400, await resp.text()
+    state = await _admin(http, sim, "GET", "/state")
+    assert state["clock_offset_seconds"] == 0
