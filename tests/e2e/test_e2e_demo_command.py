@@ -8,16 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.test_e2e_stack import DEMO_STEPS
+
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = (
-    "authorize the Builder",
-    "list the org's objects",
-    "create a connection",
-    "call Salesforce through the client library",
-    "expire the session and refresh transparently",
-    "delete the connection",
-)
 
 
 def test_the_demo_command_runs_every_step_prints_a_summary_and_exits_0() -> None:
@@ -28,7 +22,7 @@ def test_the_demo_command_runs_every_step_prints_a_summary_and_exits_0() -> None
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
     summary = text.split("== summary", 1)[1]
-    for step in STEPS:
+    for step in DEMO_STEPS:
         assert step in summary, (step, summary)
     assert "[FAILED]" not in text and "Traceback" not in text
     assert "== shutting down" in text and "logs kept in" not in text  # the work folder is removed

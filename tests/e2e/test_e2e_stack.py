@@ -14,6 +14,14 @@ from devtools.demo import run_demo
 from devtools.stack import DEMO_USERNAME, Stack, free_port
 
 pytestmark = pytest.mark.e2e
+DEMO_STEPS = [
+    "authorize the Builder",
+    "list the org's objects",
+    "create a connection",
+    "call Salesforce through the client library",
+    "expire the session and refresh transparently",
+    "delete the connection",
+]
 
 
 def _start(amqp_url: str, builders: int, managers: int) -> Stack:
@@ -53,14 +61,7 @@ def double_stack(amqp_url: str) -> Iterator[Stack]:
 async def test_the_demo_scenario_runs_end_to_end_against_separate_processes(single_stack: Stack) -> None:
     summary = await run_demo(single_stack)
     steps = [step for step, _ in summary]
-    assert steps == [
-        "authorize the Builder",
-        "list the org's objects",
-        "create a connection",
-        "call Salesforce through the client library",
-        "expire the session and refresh transparently",
-        "delete the connection",
-    ]
+    assert steps == DEMO_STEPS
 
 
 async def _json(resp: aiohttp.ClientResponse) -> Any:

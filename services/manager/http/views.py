@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from manager.apikeys import authorize_token_read
+from manager.domain import Connection
 from manager.http.problems import (
     InvalidJson,
     InvalidParameter,
@@ -121,17 +122,19 @@ async def create_connection(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     ref = scoped_key(request[PRINCIPAL].id, key) if key is not None else None
 
+    def accepted(conn: Connection) -> StoredResponse:
+        return StoredResponse(202, ConnectionOut.of(conn).model_dump(mode="json"))
+
     async def action() -> StoredResponse:
         nonlocal ran
         ran = True
-        conn = await c.connections.create(new, request_id=request[REQUEST_ID], idempotency_ref=ref)
-        return StoredResponse(202, ConnectionOut.of(conn).model_dump(mode="json"))
+        return accepted(await c.connections.create(new, request_id=request[REQUEST_ID], idempotency_ref=ref))
 
     async def recover() -> StoredResponse | None:
         """A request with this key that died after recording its connection: answer with that one."""
         assert ref is not None
         conn = await c.connections.created_under(ref)
-        return StoredResponse(202, ConnectionOut.of(conn).model_dump(mode="json")) if conn else None
+        return accepted(conn) if conn else None
 
     if ref is None:
         response = await action()
