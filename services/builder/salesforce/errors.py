@@ -61,6 +61,17 @@ class SalesforceApiError(PermanentError):
         self.status = status
 
 
+class ResponseTooLarge(SalesforceApiError):
+    """A response body above the Builder's cap (``MAX_BODY_BYTES``): refused rather than truncated."""
+
+    def __init__(self, operation: str, host: str | None, limit: int) -> None:
+        super().__init__(
+            f"Salesforce {operation} at {host} answered a body larger than {limit} bytes; the Builder "
+            "refuses bodies above this size rather than read a truncated answer"
+        )
+        self.limit = limit
+
+
 class OAuthError(SfconnectError):
     """An OAuth token endpoint refusal: ``error`` and ``description`` as Salesforce sent them."""
 

@@ -12,7 +12,7 @@ import aiohttp
 from yarl import URL
 
 from builder.metrics import Metrics
-from builder.salesforce.errors import SalesforceUnavailable
+from builder.salesforce.errors import ResponseTooLarge, SalesforceUnavailable
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -39,6 +39,7 @@ class Transport:
     session: aiohttp.ClientSession
     timeout: float
     metrics: Metrics | None = None
+    max_body_bytes: int = MAX_BODY_BYTES
 
     async def request(
         self,
@@ -51,7 +52,11 @@ class Transport:
         json: Any = None,
         seconds: float | None = None,
     ) -> Response:
-        """Send one request; a timeout or a network failure raises SalesforceUnavailable."""
+        """Send one request and read its whole body.
+
+        A timeout or a network failure raises SalesforceUnavailable; a body above ``max_body_bytes`` raises
+        ResponseTooLarge (never a silently truncated body).
+        """
         limit = seconds or self.timeout
         started = time.monotonic()
         outcome = "error"
@@ -67,7 +72,7 @@ class Transport:
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=limit),
                 ) as resp:
-                    raw = await resp.content.read(MAX_BODY_BYTES)
+                    raw = await self._read_body(resp, operation, target)
                     text = raw.decode(resp.charset or "utf-8", "replace")
                     outcome = str(resp.status)
                     return Response(resp.status, text, dict(resp.headers))
@@ -89,3 +94,16 @@ class Transport:
             log.debug(
                 "salesforce call", operation=operation, host=target.host, outcome=outcome, seconds=elapsed
             )
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, operation: str, target: URL) -> bytes:
+        """The whole body, chunk by chunk, refused as soon as it grows past the cap."""
+        limit = self.max_body_bytes
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            raise ResponseTooLarge(operation, target.host, limit)
+        body = bytearray()
+        async for chunk in resp.content.iter_any():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise ResponseTooLarge(operation, target.host, limit)
+        return bytes(body)
