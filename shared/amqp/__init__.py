@@ -16,7 +16,7 @@ Public API (both services use only these names):
 - ``Consumer(connection, topology, queue_name, handlers, *, publisher, prefetch=8, max_attempts=10,
   failure_reply=None)`` — ``start()``, ``stop(drain_timeout)``; see consumer.py for the ack / retry /
   dead-letter rules.
-- ``RpcClient(connection, topology, publisher, *, instance_id)`` — ``start()``, ``close()``,
+- ``RpcClient(connection, topology, publisher, *, instance_id, on_unmatched=None)`` — ``start()``, ``close()``,
   ``call(cmd, *, deadline, request_id=None) -> Contract``; raises ``RpcTimeout`` / ``RpcConnectionLost``.
 - ``Delivery`` — what a handler learns about the message besides its body; ``command_message`` /
   ``reply_message`` / ``to_message`` build the AMQP message of a contract (what the publisher sends),

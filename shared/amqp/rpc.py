@@ -1,8 +1,9 @@
 """Request/reply over the per-replica reply queue ``manager.rpc.<instance>``.
 
 The command's ``message_id`` is its ``correlation_id``; a future per pending call is matched by the
-reply's ``correlation_id``. Late or unknown replies are dropped with a log line; a malformed reply fails
-its call with ``MalformedMessage``. When the connection is lost every pending call fails at once with
+reply's ``correlation_id``. A late or unknown reply is handed to ``on_unmatched`` when one is given (the
+Manager keeps a token minted for a call that had already timed out), else dropped with a log line; a
+malformed reply fails its call with ``MalformedMessage``. When the connection is lost every pending call fails at once with
 ``RpcConnectionLost`` (the reply might still come; the caller decides whether to retry, and the Builder's
 handlers are idempotent). The queue is durable with ``x-expires`` and not exclusive, so it survives
 reconnects and broker restarts and is restored by the robust channel together with its consumer.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -38,6 +40,7 @@ class RpcClient:
         *,
         instance_id: str,
         replies: tuple[type[Contract], ...] = REPLIES,
+        on_unmatched: Callable[[Contract], Awaitable[None]] | None = None,
     ) -> None:
         self.connection = connection
         self.topology = topology
@@ -45,6 +48,7 @@ class RpcClient:
         self.instance_id = instance_id
         self.queue_name = topology.rpc_queue(instance_id)
         self._replies = replies
+        self._on_unmatched = on_unmatched
         self._pending: dict[str, asyncio.Future[Contract]] = {}
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -117,11 +121,7 @@ class RpcClient:
             correlation_id = incoming.correlation_id
             future = self._pending.get(correlation_id or "")
             if future is None or future.done():
-                log.info(
-                    "late or unknown RPC reply dropped",
-                    correlation_id=correlation_id,
-                    message_type=incoming.type,
-                )
+                await self._unmatched(incoming)
                 return
             try:
                 reply = decode_message(incoming, self._replies)
@@ -133,6 +133,26 @@ class RpcClient:
         finally:
             with contextlib.suppress(Exception):
                 await incoming.ack()
+
+    async def _unmatched(self, incoming: AbstractIncomingMessage) -> None:
+        """A reply nobody waits for (its call timed out, or another replica's): hand it on or drop it."""
+        if self._on_unmatched is not None:
+            try:
+                await self._on_unmatched(decode_message(incoming, self._replies))
+                return
+            except Exception as exc:  # the hook's trouble must not stop this consumer
+                log.warning(
+                    "late RPC reply not applied",
+                    correlation_id=incoming.correlation_id,
+                    message_type=incoming.type,
+                    error=type(exc).__name__,
+                )
+                return
+        log.info(
+            "late or unknown RPC reply dropped",
+            correlation_id=incoming.correlation_id,
+            message_type=incoming.type,
+        )
 
     def _on_connection_lost(self, *_: Any) -> None:
         self._fail_all(RpcConnectionLost("the broker connection was lost while waiting for the reply"))
