@@ -143,7 +143,7 @@ class Handlers:
             record.user_id = user.id
             await provisioning.preauthorize(org, record, self.store)
             if record.status in (ConnectionStatus.PROVISIONING, ConnectionStatus.APP_REQUESTED):
-                await AppCreator(org, self.store, self.settings).ensure(record)
+                await AppCreator(org, self.store, self.settings, self.clock).ensure(record)
                 if self.metrics is not None:
                     self.metrics.apps_created.labels(record.app_kind or "").inc()
             if record.status is ConnectionStatus.APP_CREATED:
@@ -152,8 +152,11 @@ class Handlers:
                 record.consumer_key = provisioning.verify_readback(record, found, auth.org_id)
                 record.status = ConnectionStatus.APP_VERIFIED
                 await self.store.save_connection(record)
+            # The deadline bounds how long the new app may stay unknown: it runs from the app's creation
+            # (slow deploys and earlier retries do not eat it); the first delivery only if that is unknown.
+            since = record.app_created_at or delivery.first_attempt_at
             token = await self.minter.mint(
-                record, first_attempt_at=delivery.first_attempt_at, attempt=delivery.attempt, window=True
+                record, app_created_at=since, attempt=delivery.attempt, window=True
             )
             issued = self._issue(record, token, cmd.recipient_key_id, ConnectionCreated.message_type)
             await self.store.save_connection(record)
@@ -244,7 +247,7 @@ class Handlers:
             created = record.app_created_at or record.created_at or self.clock()
             young = self.clock() < created + timedelta(seconds=self.settings.propagation_deadline_seconds)
             token = await self.minter.mint(
-                record, first_attempt_at=created, attempt=delivery.attempt, window=young
+                record, app_created_at=created, attempt=delivery.attempt, window=young
             )
             issued = self._issue(record, token, cmd.recipient_key_id, ConnectionTokenRefreshed.message_type)
             await self.store.save_connection(record)

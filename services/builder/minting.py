@@ -52,9 +52,13 @@ class Minter:
     metrics: Metrics | None = None
 
     async def mint(
-        self, record: ConnectionRecord, *, first_attempt_at: datetime, attempt: int, window: bool
+        self, record: ConnectionRecord, *, app_created_at: datetime, attempt: int, window: bool
     ) -> TokenResponse:
-        """JWT bearer; inside the propagation ``window`` a not-yet-known app defers, outside it fails."""
+        """JWT bearer; inside the propagation ``window`` a not-yet-known app defers, outside it fails.
+
+        The propagation deadline (``PROPAGATION_DEADLINE_SECONDS``) bounds how long the app may stay unknown
+        to the token endpoint, so it runs from ``app_created_at``, not from the command's first delivery.
+        """
         assert record.private_key_pem is not None, "an active connection keeps its key"
         try:
             return await self.salesforce.mint_token(
@@ -83,21 +87,21 @@ class Minter:
                     f"Salesforce refused a token for app {record.full_name} ({answer}); check the app's "
                     "certificate and JWT_AUDIENCE, or delete and recreate the connection",
                 ) from None
-            self.defer(record, first_attempt_at, max(1, attempt), answer)
+            self.defer(record, app_created_at, max(1, attempt), answer)
             raise AssertionError("unreachable") from None
 
-    def defer(self, record: ConnectionRecord, first_attempt_at: datetime, attempt: int, answer: str) -> None:
+    def defer(self, record: ConnectionRecord, app_created_at: datetime, attempt: int, answer: str) -> None:
         limit = timedelta(seconds=self.settings.propagation_deadline_seconds)
         now = self.clock()
-        waited = (now - first_attempt_at).total_seconds()
-        if now >= first_attempt_at + limit:
+        waited = (now - app_created_at).total_seconds()
+        if now >= app_created_at + limit:
             raise fail(
                 ErrorCode.PROPAGATION_TIMEOUT,
-                f"Salesforce still does not accept app {record.full_name} {waited:.0f}s after the request "
+                f"Salesforce still does not accept app {record.full_name} {waited:.0f}s after it was created "
                 f"(last answer: {answer}); new apps can take longer to propagate: retry the connection later"
                 + ("; check JWT_AUDIENCE for this org's login host" if "audience" in answer else ""),
             )
-        remaining = (first_attempt_at + limit - now).total_seconds()
+        remaining = (app_created_at + limit - now).total_seconds()
         delay = min(
             MAX_PROPAGATION_DELAY, self.settings.propagation_retry_seconds * 2 ** min(10, attempt - 1)
         )

@@ -7,8 +7,9 @@ import contextlib
 import secrets
 import string
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from builder.ports import AppReadback, CreateOutcome, OrgPort, SfUser
 from builder.salesforce import apps
@@ -95,6 +96,7 @@ class AppCreator:
     org: OrgPort
     store: Store
     settings: BuilderSettings
+    clock: Callable[[], datetime] = utcnow
 
     def spec(self, record: ConnectionRecord) -> apps.AppSpec:
         return apps.AppSpec(
@@ -124,7 +126,7 @@ class AppCreator:
                 blocked = await (self._connected_app(record) if kind == CA else self._eca(record))
             if blocked is None:
                 await self.store.remember_app_kind(org_id, kind, True)
-                record.status, record.app_created_at = ConnectionStatus.APP_CREATED, utcnow()
+                record.status, record.app_created_at = ConnectionStatus.APP_CREATED, self.clock()
                 await self.store.save_connection(record)
                 return
             log.info("org does not allow this app kind", kind=kind, org_id=org_id, detail=blocked)

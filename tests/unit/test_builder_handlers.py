@@ -230,6 +230,23 @@ async def test_propagation_past_the_deadline_fails_with_propagation_timeout() ->
     assert "client identifier invalid" in info.value.message
 
 
+async def test_the_propagation_deadline_runs_from_the_app_creation_not_the_first_delivery() -> None:
+    w = World(propagation_deadline_seconds=60)
+    await w.authorize()
+    w.sf.jwt_errors.extend([OAuthError("invalid_client_id", "client identifier invalid")] * 2)
+    cmd = create()
+    # Earlier deliveries (busy connection, slow deploy retries) ate ten minutes before the app existed.
+    first = w.clock.now - timedelta(minutes=10)
+    with pytest.raises(PropagationPending):
+        await w.handlers.create_connection(cmd, delivery(cmd, attempt=4, first=first))
+    assert w.store.connections["conn-1"].app_created_at == w.clock.now
+    w.clock.now += timedelta(seconds=61)
+    with pytest.raises(SfconnectError) as info:
+        await w.handlers.create_connection(cmd, delivery(cmd, attempt=5, first=first))
+    assert info.value.code == ErrorCode.PROPAGATION_TIMEOUT
+    assert "61s after it was created" in info.value.message
+
+
 async def test_a_redelivered_create_replays_the_sent_reply_without_minting_again(world: World) -> None:
     cmd = create()
     first = await world.handlers.create_connection(cmd, delivery(cmd))
