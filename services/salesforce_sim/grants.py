@@ -71,17 +71,18 @@ async def authorization_code(request: web.Request, form: Form) -> web.Response:
     code = state.tokens.take_code(form.get("code", ""))
     if code is None or code.app_key != app.consumer_key:
         return oauth_error("invalid_grant", "invalid authorization code")
+    org = state.org(code.org_key)
+    if org is None:
+        return oauth_error("invalid_grant", "invalid authorization code")
+    # An injected 5xx means no exchange happened: the code must still work when the client retries.
+    if (blocked := await _gate(request, org)) is not None:
+        return blocked
     if code.used:
         # A replayed code revokes what it was exchanged for.
         if code.grant_id:
             state.tokens.revoke_grant(code.grant_id)
         return oauth_error("invalid_grant", "invalid authorization code")
     code.used = True
-    org = state.org(code.org_key)
-    if org is None:
-        return oauth_error("invalid_grant", "invalid authorization code")
-    if (blocked := await _gate(request, org)) is not None:
-        return blocked
     if state.now() > code.expires_at:
         return oauth_error("invalid_grant", "expired authorization code")
     if form.get("redirect_uri") != code.redirect_uri:

@@ -322,3 +322,14 @@ async def test_unknown_grant_types_and_non_form_bodies_are_refused(sim, http) ->
     assert (status, body["error"]) == (400, "unsupported_grant_type")
     async with http.post(f"{sim}/services/oauth2/token", json={"grant_type": "refresh_token"}) as resp:
         assert (resp.status, (await resp.json())["error"]) == (400, "invalid_request")
+
+
+async def test_a_code_still_works_after_an_injected_503_on_its_exchange(sim, http) -> None:
+    verifier, challenge = pkce_pair()
+    code = (await authorize(http, sim, login_hint=ADMIN, challenge=challenge))["code"]
+    sim.state.org("acme").knobs.fail_next_5xx = 1
+    async with http.post(f"{sim}/services/oauth2/token", data=_code_form(code, verifier)) as resp:
+        assert resp.status == 503
+    status, body = await post_token(http, sim, _code_form(code, verifier))
+    assert status == 200, body
+    assert await _rest_status(http, body["instance_url"], body["access_token"]) == 200
