@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 # token_read and refresh_rpc run first, on connections seeded at latency 0 while the simulated org is small;
-# each create batch then starts from a reset simulator, so one and two Builders face the same org.
+# each create batch then runs on a stack of its own (new database, simulator and services), so one and two
+# Builders face the same empty org and database.
 SCENARIOS = ("token_read", "refresh_rpc", "create_pipeline", "builder_scaling")
 
 

@@ -58,6 +58,16 @@ class BenchStack:
         self.api_key = self.stack.create_api_key("bench", *SCOPES)
         self.org_id = asyncio.run(self._authorize())
 
+    def sibling(self, label: str) -> BenchStack:
+        """A new, unstarted stack with this one's settings: its own database, simulator, services, prefix."""
+        return BenchStack(
+            stack=Stack(amqp_url=self.stack.amqp_url, amqp_prefix=f"bench{uuid.uuid4().hex[:6]}."),
+            manager_env=dict(self.manager_env),
+            builder_env=dict(self.builder_env),
+            profile=self.profile,
+            profile_dir=(self.profile_dir / label) if self.profile_dir and self.profile else None,
+        )
+
     def add_builder(self) -> str:
         name = f"builder{len(self.builders) + 1}" if self.builders else "builder"
         port = self.builder_ports[len(self.builders)]
