@@ -107,6 +107,7 @@ class AppCreator:
             certificate_body=certificate_body(record.certificate_pem),
             permission_set_name=record.permission_set_name,
             consumer_key=record.consumer_key,
+            permission_set_id=record.permission_set_id or "",
         )
 
     async def ensure(self, record: ConnectionRecord) -> None:
@@ -175,6 +176,14 @@ class AppCreator:
         )
 
 
+def _links_permission_set(linked: tuple[str, ...], record: ConnectionRecord) -> bool:
+    """An ECA lists the permission set's id (15 or 18 characters), a ConnectedApp its name."""
+    ps_id = record.permission_set_id or ""
+    return any(
+        ref == record.permission_set_name or (len(ps_id) >= 15 and ref[:15] == ps_id[:15]) for ref in linked
+    )
+
+
 def verify_readback(record: ConnectionRecord, found: AppReadback | None, org_id: str) -> str:
     """Step 5: the certificate, admin approval and permission set must be what was asked; returns the key."""
     name = record.full_name
@@ -187,8 +196,7 @@ def verify_readback(record: ConnectionRecord, found: AppReadback | None, org_id:
         problems.append("its certificate is not the connection's")
     if not found.admin_approved:
         problems.append("it is not admin-approved (users could self-authorize)")
-    linked = {record.permission_set_name, record.permission_set_id or ""}
-    if not linked.intersection(found.permission_sets):
+    if not _links_permission_set(found.permission_sets, record):
         problems.append(f"permission set {record.permission_set_name} is not linked to it")
     key = found.consumer_key or (record.consumer_key if found.kind == CA else "")
     if not key:

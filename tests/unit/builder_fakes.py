@@ -176,7 +176,10 @@ class FakeOrg:
             consumer_key=key,
             certificate=spec.certificate_body,
             admin_approved=not self.tamper_admin_approved,
-            permission_sets=(spec.permission_set_name,),
+            # like Salesforce: a ConnectedApp lists permission set names, an ECA policy their ids
+            permission_sets=(
+                spec.permission_set_name if kind == "connected_app" else spec.permission_set_id,
+            ),
         )
 
     async def create_connected_app(self, spec: AppSpec) -> CreateResult:

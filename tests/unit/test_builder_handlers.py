@@ -122,6 +122,10 @@ async def test_a_create_makes_an_external_client_app_by_default_and_replies_with
     }
     ps_id = world.org.permission_sets[reply.app.full_name]
     assert ("005000000000001AAA", ps_id) in world.org.assignments
+    # the ECA policy names the permission set by id (salesforce-facts.md §9) and the read-back accepts it
+    spec = world.org.deploys[next(iter(world.org.deploys))]
+    assert spec.permission_set_id == ps_id
+    assert world.org.apps[("external_client_app", reply.app.full_name)].permission_sets == (ps_id,)
     assert world.store.orgs[ORG[:15]].app_kind_support == {"external_client_app": True}
     record = world.store.connections["conn-1"]
     assert record.status is ConnectionStatus.ACTIVE and record.private_key_pem

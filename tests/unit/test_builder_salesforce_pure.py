@@ -13,7 +13,8 @@ import zipfile
 
 import jwt
 import pytest
-from builder.provisioning import kinds_to_try
+from builder.ports import AppReadback
+from builder.provisioning import kinds_to_try, verify_readback
 from builder.salesforce import apps, certs, oauth
 from builder.salesforce.errors import (
     InvalidSession,
@@ -25,12 +26,14 @@ from builder.salesforce.errors import (
 )
 from builder.salesforce.jwt import audience_for, make_assertion
 from builder.salesforce.rest import soql_quote, soql_select
+from builder.store import ConnectionRecord
 from cryptography import x509
 from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
 from shared.contracts.base import CONNECTION_ID
+from shared.errors import PermanentError
 
 pytestmark = pytest.mark.unit
 API_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|_(?!_))*[A-Za-z0-9]$")
@@ -139,6 +142,7 @@ def test_the_eca_zip_holds_an_admin_approved_app_with_the_certificate_and_permis
     spec = apps.AppSpec(
         full_name="sfc_c1_abcd1234", label="Acme & <ops>", contact_email="a@x.com", callback_url="https://b/cb",
         certificate_body=CREDENTIAL.certificate_body, permission_set_name="sfc_c1_abcd1234", consumer_key="",
+        permission_set_id="0PS000000000042AAA",
     )  # fmt: skip
     with zipfile.ZipFile(io.BytesIO(apps.eca_zip(spec, "68.0"))) as zf:
         names = set(zf.namelist())
@@ -160,12 +164,46 @@ def test_the_eca_zip_holds_an_admin_approved_app_with_the_certificate_and_permis
     ]
     policy = files["extlClntAppOauthPolicies/sfc_c1_abcd1234_oauthPlcy.ecaOauthPlcy"]
     assert policy.findtext("m:permittedUsersPolicyType", namespaces=ns) == "AdminApprovedPreAuthorized"
-    assert policy.findtext("m:commaSeparatedPermissionSet", namespaces=ns) == "sfc_c1_abcd1234"
+    # salesforce-facts.md §9: the policy lists permission set ids, not names
+    assert policy.findtext("m:commaSeparatedPermissionSet", namespaces=ns) == "0PS000000000042AAA"
     glob = files["extlClntAppGlobalOauthSets/sfc_c1_abcd1234_glbloauth.ecaGlblOauth"]
     assert glob.findtext("m:certificate", namespaces=ns) == CREDENTIAL.certificate_body
     assert (
         files["externalClientApps/sfc_c1_abcd1234.eca"].findtext("m:label", namespaces=ns) == "Acme & <ops>"
     )
+
+
+def test_an_eca_spec_without_the_permission_set_id_is_refused() -> None:
+    spec = apps.AppSpec("sfc_x_1", "L", "a@x.com", "https://b/cb", "MIIB", "sfc_x_1", "")
+    with pytest.raises(ValueError, match="permission set's id"):
+        apps.eca_files(spec, "68.0")
+
+
+@pytest.mark.parametrize(
+    ("listed", "ok"),
+    [
+        (("0PS000000000042AAA",), True),
+        (("0PS000000000042",), True),  # the 15-character form of the same id
+        (("sfc_c1_1",), True),  # a ConnectedApp lists the name
+        (("0PS000000000043AAA",), False),
+        ((), False),
+    ],
+)
+def test_the_read_back_accepts_the_permission_set_by_id_or_name(listed: tuple[str, ...], ok: bool) -> None:
+    record = ConnectionRecord(
+        connection_id="c1", org_id="00D000000000001AAA", username="u@x.com", admin_email="a@x.com",
+        label="L", requested_kind="auto", full_name="sfc_c1_1", permission_set_name="sfc_c1_1",
+        certificate_pem=CREDENTIAL.certificate_pem, permission_set_id="0PS000000000042AAA",
+    )  # fmt: skip
+    found = AppReadback(
+        kind="external_client_app", full_name="sfc_c1_1", consumer_key="3MVGkey",
+        certificate=CREDENTIAL.certificate_body, admin_approved=True, permission_sets=listed,
+    )  # fmt: skip
+    if ok:
+        assert verify_readback(record, found, "00D000000000001AAA") == "3MVGkey"
+    else:
+        with pytest.raises(PermanentError, match="permission set sfc_c1_1 is not linked"):
+            verify_readback(record, found, "00D000000000001AAA")
 
 
 def test_a_connected_app_record_is_admin_approved_with_api_and_refresh_scopes() -> None:

@@ -314,7 +314,9 @@ async def test_an_eca_deploy_and_its_failed_status_with_component_failures(rig: 
         ),
     )
     org = await rig.gateway.org(ORG)
-    spec = apps.AppSpec("sfc_c1_1", "Label", "a@x.com", "https://b/cb", "MIIB", "sfc_c1_1", "")
+    spec = apps.AppSpec(
+        "sfc_c1_1", "Label", "a@x.com", "https://b/cb", "MIIB", "sfc_c1_1", "", "0PS000000000001AAA"
+    )
     deploy_id = await org.start_eca_deploy(spec)
     assert deploy_id == "0Af000000000001"
     status = await org.eca_deploy_status(deploy_id)

@@ -64,6 +64,8 @@ class AppSpec:
     certificate_body: str
     permission_set_name: str
     consumer_key: str
+    # The 0PS id: an ECA policy's commaSeparatedPermissionSet holds ids (salesforce-facts.md §9).
+    permission_set_id: str = ""
 
 
 def connected_app_record(spec: AppSpec) -> Record:
@@ -94,6 +96,10 @@ def _xml(root_type: str, fields: list[tuple[str, str]]) -> bytes:
 
 def eca_files(spec: AppSpec, api_version: str) -> dict[str, bytes]:
     """The deploy-zip files (package.xml + four components) for an admin-approved ECA with a certificate."""
+    if not spec.permission_set_id:
+        raise ValueError(
+            f"External Client App {spec.full_name} needs its permission set's id (pre-authorize first)"
+        )
     names = eca_names(spec.full_name)
     package = etree.Element(f"{{{MET}}}Package", nsmap={None: MET})
     for type_name, member in names.items():
@@ -137,7 +143,7 @@ def eca_files(spec: AppSpec, api_version: str) -> dict[str, bytes]:
         f"extlClntAppOauthPolicies/{names[ECA_POLICY_TYPE]}.ecaOauthPlcy": _xml(
             ECA_POLICY_TYPE,
             [
-                ("commaSeparatedPermissionSet", spec.permission_set_name),
+                ("commaSeparatedPermissionSet", spec.permission_set_id),
                 ("externalClientApplication", spec.full_name),
                 ("ipRelaxationPolicyType", "Enforce"),
                 ("label", f"{spec.full_name} OAuth policies"),
