@@ -194,7 +194,12 @@ def save(
         _connected_app(state, org, rec, old, preexisting)
     else:
         _eca_part(state, org, type_name, rec, old)
-    created = store(state, org, type_name, rec)
+    # Apps made through the Metadata API propagate for a while; pre-existing ones are known at once.
+    ready_at = state.now() + (0.0 if preexisting else org.knobs.propagation_delay_seconds)
+    created = store(state, org, type_name, rec, ready_at=ready_at)
+    if type_name == "ConnectedApp" and not created and not (old or {}).get("oauthConfig"):
+        # An existing app that gains its OAuth part now propagates from now.
+        org.record_info[(type_name, name)]["ready_at"] = ready_at
     rebuild_apps(state, org)
     return created
 

@@ -247,6 +247,7 @@ class OAuthApp:
     client_credentials_enabled: bool = False
     client_credentials_user: str | None = None
     created_at: float = 0.0
+    ready_at: float = 0.0  # when the login servers know the key (propagation delay)
 
     def public(self) -> dict[str, Any]:
         """Everything but the secret."""
@@ -266,6 +267,7 @@ class OAuthApp:
             "refreshTokenRotation": self.rotation,
             "clientCredentialsEnabled": self.client_credentials_enabled,
             "createdAt": self.created_at,
+            "readyAt": self.ready_at,
         }
 
 

@@ -23,14 +23,22 @@ ID_PREFIX = {
 }
 
 
-def store(state: SimState, org: Org, type_name: str, record: Record) -> bool:
-    """Keep the record; returns True when it is new."""
+def store(
+    state: SimState, org: Org, type_name: str, record: Record, *, ready_at: float | None = None
+) -> bool:
+    """Keep the record; returns True when it is new.
+
+    ``ready_at`` (default: now) is when an OAuth client made from a new record becomes known to the login
+    servers; it is fixed at creation, so later changes of the propagation knob do not move it.
+    """
     name = record["fullName"]
     info = org.record_info.get((type_name, name))
     if info is None:
+        now = state.now()
         org.record_info[(type_name, name)] = {
             "id": state.new_id(ID_PREFIX[type_name]),
-            "created_at": state.now(),
+            "created_at": now,
+            "ready_at": now if ready_at is None else ready_at,
         }
     org.metadata.setdefault(type_name, {})[name] = record
     return info is None
@@ -69,6 +77,7 @@ def rebuild_apps(state: SimState, org: Org) -> None:
             client_credentials_enabled=flag(oauth, "isClientCredentialEnabled"),
             client_credentials_user=oauth.get("oauthClientCredentialUser"),
             created_at=info["created_at"],
+            ready_at=info["ready_at"],
         )
     parts = {
         t: {r.get("externalClientApplication"): (n, r) for n, r in org.metadata.get(t, {}).items()}
@@ -115,5 +124,6 @@ def rebuild_apps(state: SimState, org: Org) -> None:
             and flag(policy, "isClientCredentialsFlowEnabled"),
             client_credentials_user=policy.get("clientCredentialsFlowUser"),
             created_at=g_info["created_at"],
+            ready_at=g_info["ready_at"],
         )
     org.apps = apps

@@ -294,11 +294,7 @@ class SimState:
 
     def app_ready(self, app: OAuthApp) -> bool:
         """False while a new app's key is still 'propagating' to the login servers."""
-        if app.org_key is None:
-            return True
-        org = self.orgs.get(app.org_key)
-        delay = org.knobs.propagation_delay_seconds if org else 0.0
-        return self.now() >= app.created_at + delay
+        return app.org_key is None or self.now() >= app.ready_at
 
     def consumer_key_taken(self, key: str) -> bool:
         return self.find_app(key) is not None

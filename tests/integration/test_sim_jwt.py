@@ -193,32 +193,37 @@ async def test_a_sandbox_org_accepts_the_test_audience(sim, http) -> None:
     assert (status, body["error_description"]) == (400, "audience is invalid")
 
 
-async def test_a_new_apps_key_is_unknown_until_the_propagation_delay_passes(sim, http) -> None:
-    org = sim.state.org("acme")
-    org.knobs.propagation_delay_seconds = 120
-    app = sim.state.add_connected_app(
-        org,
-        {
-            "fullName": "Fresh_App",
-            "label": "Fresh",
+async def test_pre_existing_apps_are_known_at_once_whatever_the_propagation_delay(http) -> None:
+    cfg = _config()
+    cfg["orgs"][0]["knobs"]["propagation_delay_seconds"] = 600
+    async with running_simulator(cfg) as sim:
+        status, body = await _jwt(http, sim)  # Legacy_App, from the state file
+        assert status == 200, body
+        installed = {
+            "fullName": "Installed_App",
+            "label": "Installed",
             "contactEmail": "a@acme.example",
             "oauthConfig": {
                 "callbackUrl": "https://f.example/cb",
                 "certificate": CERT,
+                "consumerKey": "InstalledAppKey0001",
                 "isAdminApproved": True,
                 "scopes": ["Api"],
             },
             "permissionSetName": ["Sales_Ops"],
-        },
-    )
-    status, body = await _jwt(http, sim, iss=app.consumer_key)
-    assert (status, body) == (
-        400,
-        {"error": "invalid_client_id", "error_description": "client identifier invalid"},
-    )
-    sim.state.advance(121)
-    status, body = await _jwt(http, sim, iss=app.consumer_key, now=sim.state.now())
-    assert status == 200, body
+        }
+        async with http.post(f"{sim}/__sim/orgs/acme/connected-apps", json=installed) as resp:
+            assert resp.status in (200, 201), await resp.text()
+        status, body = await _jwt(http, sim, iss="InstalledAppKey0001")
+        assert status == 200, body
+        await sim_reset(http, sim)  # a reset rebuilds the state file's apps: still known at once
+        status, body = await _jwt(http, sim)
+        assert status == 200, body
+
+
+async def sim_reset(http: aiohttp.ClientSession, sim: SimulatorURL) -> None:
+    async with http.post(f"{sim}/__sim/reset") as resp:
+        assert resp.status == 200, await resp.text()
 
 
 async def test_client_credentials_runs_as_the_configured_user_on_the_my_domain_only(sim, http) -> None:

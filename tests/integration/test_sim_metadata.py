@@ -257,6 +257,8 @@ def test_propagation_delay_applies_to_a_deployed_external_client_app(sim: Sim) -
     assert (early.status_code, early.json()["error"]) == (400, "invalid_client_id")
     sim.admin("POST", "/clock", {"advance_seconds": 301})
     assert sim.jwt(key).status_code == 200
+    sim.admin("PATCH", "/orgs/acme", {"propagation_delay_seconds": 900})
+    assert sim.jwt(key).status_code == 200  # a later, longer delay does not hide a propagated app
 
 
 def test_deleting_an_external_client_app_cascades_and_revokes_its_tokens(sim: Sim) -> None:

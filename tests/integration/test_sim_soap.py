@@ -13,10 +13,19 @@ from lxml import etree
 from salesforce_sim.testing import SimulatorURL, running_simulator
 
 from tests.integration import sim_wsdl
-from tests.integration.sim_support import TIMEOUT, eca_zip, make_cert, web_server_login
+from tests.integration.sim_support import (
+    TIMEOUT,
+    eca_zip,
+    jwt_form,
+    make_cert,
+    mint_jwt,
+    post_token,
+    web_server_login,
+)
 
 pytestmark = pytest.mark.integration
-_, CERT = make_cert()
+KEY, CERT = make_cert()
+BOT = "integration+bot@acme.example"
 MD = "http://soap.sforce.com/2006/04/metadata"
 NS = {"s": "http://schemas.xmlsoap.org/soap/envelope/", "m": MD}
 
@@ -299,3 +308,35 @@ async def test_external_client_apps_can_also_be_made_with_create_metadata_unless
         "ExtlClntAppGlobalOauthSettings": {},
         "ExtlClntAppOauthConfigurablePolicies": {},
     }
+
+
+async def _jwt_status(client: Soap, consumer_key: str) -> tuple[int, dict[str, Any]]:
+    assertion = mint_jwt(
+        KEY, iss=consumer_key, sub=BOT, aud="https://login.salesforce.com", now=client.sim.state.now()
+    )
+    return await post_token(client.http, client.sim, jwt_form(assertion))
+
+
+async def test_a_connected_app_made_by_create_metadata_propagates_for_the_delay_set_at_creation(soap) -> None:
+    client, _ = soap
+    state = client.sim.state
+    org = state.org("acme")
+    state.assign(org, org.user_by_username(BOT).id, org.permission_set_by_name("Sales_Ops").id)
+    org.knobs.propagation_delay_seconds = 120
+    _, doc = await client.call(
+        f"<met:createMetadata>{connected_app('Fresh_App', consumerKey='FreshAppKey0001')}</met:createMetadata>"
+    )
+    assert doc.findtext(".//m:success", namespaces=NS) == "true"
+    status, body = await _jwt_status(client, "FreshAppKey0001")
+    assert (status, body) == (
+        400,
+        {"error": "invalid_client_id", "error_description": "client identifier invalid"},
+    )
+    org.knobs.propagation_delay_seconds = 0  # lowering the knob does not shorten a running propagation
+    assert (await _jwt_status(client, "FreshAppKey0001"))[0] == 400
+    state.advance(121)
+    status, body = await _jwt_status(client, "FreshAppKey0001")
+    assert status == 200, body
+    org.knobs.propagation_delay_seconds = 600  # raising it later does not hide an app already known
+    status, body = await _jwt_status(client, "FreshAppKey0001")
+    assert status == 200, body
