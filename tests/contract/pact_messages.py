@@ -191,7 +191,22 @@ def producer(message: aio_pika.Message) -> PactMessage:
     )
 
 
-def incoming_from(body: object, metadata: dict[str, Any]) -> IncomingMessage:
+class SettledIncoming(IncomingMessage):
+    """An incoming message with no channel behind it that records how the consumer settled it."""
+
+    settled: str | None = None
+
+    async def ack(self, multiple: bool = False) -> None:
+        self.settled = "ack"
+
+    async def reject(self, requeue: bool = False) -> None:
+        self.settled = f"reject(requeue={requeue})"
+
+    async def nack(self, multiple: bool = False, requeue: bool = True) -> None:
+        self.settled = f"nack(requeue={requeue})"
+
+
+def incoming_from(body: object, metadata: dict[str, Any]) -> SettledIncoming:
     """Rebuild the message the consumer would receive from the broker out of a Pact body and metadata."""
     raw = body if isinstance(body, bytes) else str(body).encode("utf-8")
     stamp = metadata.get("timestamp")
@@ -213,7 +228,7 @@ def incoming_from(body: object, metadata: dict[str, Any]) -> IncomingMessage:
         body=raw,
         channel=None,  # type: ignore[arg-type]
     )
-    return IncomingMessage(delivered, no_ack=True)
+    return SettledIncoming(delivered, no_ack=False)
 
 
 def pact_json(path: Path) -> dict[str, Any]:

@@ -1,39 +1,23 @@
-"""Pact provider verification: the messages our producing code builds satisfy the consumers' pacts.
+"""Pact provider verification: the messages the services' real producing code emits satisfy the consumers'
+pacts.
 
-The producing side is the code that builds what the publisher sends (``shared.amqp.command_message`` /
-``reply_message``, used by ``Publisher.send_command`` / ``send_reply``) applied to real contract models;
-the sealed token is sealed by the real HPKE code. The Builder and Manager may swap in their own producers
-(handler → reply, use case → command) through ``COMMAND_PRODUCERS`` / ``REPLY_PRODUCERS``.
+The messages come from :func:`tests.contract.producers.produce`: the Manager's use cases (outbox for
+CreateConnection / DeleteConnection, the token service's RPC for RefreshConnectionToken) and the Builder's
+consumer with its real handlers and ``failure_reply``, run over fakes of their own ports, with only the
+broker publish replaced by a recorder. Each interaction's message is what that code would have published.
 """
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
 
-import aio_pika
 import pytest
 from pact import Verifier
 from pact.types import Message as PactMessage
 
-from shared.amqp import Topology, command_message, reply_message
-from shared.contracts import (
-    AppKind,
-    AppSummary,
-    CommandFailed,
-    ConnectionCreated,
-    ConnectionDeleted,
-    ConnectionTokenRefreshed,
-    CreateConnection,
-    DeleteConnection,
-    ErrorCode,
-    ErrorDetail,
-    RefreshConnectionToken,
-    SealedToken,
-)
-from shared.sealing import Sealer, generate_recipient_key
+from shared.contracts import COMMANDS
 from tests.contract.pact_messages import (
     BUILDER,
     COMMAND_PACTS,
@@ -44,91 +28,19 @@ from tests.contract.pact_messages import (
     pact_json,
     producer,
 )
+from tests.contract.producers import TOPOLOGY, Produced, Published, produce
 
 pytestmark = pytest.mark.contract
 
-TOPOLOGY = Topology()
-CONNECTION_ID = "conn-b41c"
-_, PUBLIC_KEY = generate_recipient_key("m2")
-SEALER = Sealer.parse([PUBLIC_KEY])
+
+@pytest.fixture(scope="module")
+def produced() -> Produced:
+    return asyncio.run(produce())
 
 
-def _sealed(message_type: str) -> SealedToken:
-    token = "00D5g000004SxYz!AQ4AQFakeButTokenShaped.access-token-value"
-    return SealedToken(
-        key_id="m2",
-        ciphertext=SEALER.seal(token, key_id="m2", connection_id=CONNECTION_ID, message_type=message_type),
-    )
-
-
-def _command(cmd: Any, reply_to: str) -> aio_pika.Message:
-    return command_message(cmd, app_id="manager", reply_to=reply_to, request_id=f"req-{uuid.uuid4().hex[:8]}")
-
-
-def _reply(reply: Any) -> aio_pika.Message:
-    return reply_message(reply, app_id="builder", correlation_id=str(uuid.uuid4()), request_id="req-1")
-
-
-COMMAND_PRODUCERS: dict[str, Callable[[], aio_pika.Message]] = {
-    "a create-connection command": lambda: _command(
-        CreateConnection(
-            connection_id=CONNECTION_ID,
-            org_id="00D000000000001",
-            salesforce_username="ops+int@globex.com.sandbox",
-            admin_email="it@globex.example",
-            label="Globex billing",
-            app_kind=AppKind.EXTERNAL_CLIENT_APP,
-            recipient_key_id="m2",
-        ),
-        TOPOLOGY.replies_queue,
-    ),
-    "a refresh-connection-token command": lambda: _command(
-        RefreshConnectionToken(connection_id=CONNECTION_ID, recipient_key_id="m2"),
-        TOPOLOGY.rpc_queue("mgr-7"),
-    ),
-    "a delete-connection command": lambda: _command(
-        DeleteConnection(connection_id=CONNECTION_ID), TOPOLOGY.replies_queue
-    ),
-}
-
-REPLY_PRODUCERS: dict[str, Callable[[], aio_pika.Message]] = {
-    "a connection-created reply": lambda: _reply(
-        ConnectionCreated(
-            connection_id=CONNECTION_ID,
-            app=AppSummary(
-                kind=AppKind.CONNECTED_APP, full_name="sfc_conn_b41c", consumer_key="3MVG9xyzABCDEFGH"
-            ),
-            instance_url="https://globex--dev.sandbox.my.salesforce.com",  # type: ignore[arg-type]
-            issued_at=datetime.now(UTC),
-            sealed_token=_sealed(ConnectionCreated.message_type),
-        )
-    ),
-    "a connection-token-refreshed reply": lambda: _reply(
-        ConnectionTokenRefreshed(
-            connection_id=CONNECTION_ID,
-            instance_url="https://globex.my.salesforce.com",  # type: ignore[arg-type]
-            issued_at=datetime.now(UTC),
-            sealed_token=_sealed(ConnectionTokenRefreshed.message_type),
-        )
-    ),
-    "a connection-deleted reply": lambda: _reply(
-        ConnectionDeleted(connection_id=CONNECTION_ID, app_existed=False)
-    ),
-    "a command-failed reply": lambda: _reply(
-        CommandFailed(
-            connection_id=CONNECTION_ID,
-            command_type=RefreshConnectionToken.message_type,
-            error=ErrorDetail(
-                code=ErrorCode.SALESFORCE_UNAVAILABLE, message="Salesforce answered 503", retryable=True
-            ),
-        )
-    ),
-}
-
-
-def verifier(provider: str, producers: dict[str, Callable[[], aio_pika.Message]], pact_file: Any) -> Verifier:
+def verifier(provider: str, messages: dict[str, Published], pact_file: Path) -> Verifier:
     handlers: dict[str, Callable[..., PactMessage] | PactMessage | bytes] = {
-        name: (lambda make=make: producer(make())) for name, make in producers.items()
+        name: producer(published.message) for name, published in messages.items()
     }
     return (
         Verifier(provider).set_coloured_output(enabled=False).message_handler(handlers).add_source(pact_file)
@@ -149,26 +61,43 @@ def run(verification: Verifier) -> None:
             server.server_close()
 
 
-def test_every_interaction_of_the_pacts_has_a_producer() -> None:
-    assert {i["description"] for i in pact_json(COMMANDS_PACT)["interactions"]} == set(COMMAND_PRODUCERS)
-    assert {i["description"] for i in pact_json(REPLIES_PACT)["interactions"]} == set(REPLY_PRODUCERS)
-    assert {p.description for p in COMMAND_PACTS} == set(COMMAND_PRODUCERS)
-    assert {p.description for p in REPLY_PACTS} == set(REPLY_PRODUCERS)
+def test_every_interaction_of_the_pacts_is_produced_by_the_services(produced: Produced) -> None:
+    assert {i["description"] for i in pact_json(COMMANDS_PACT)["interactions"]} == set(produced.commands)
+    assert {i["description"] for i in pact_json(REPLIES_PACT)["interactions"]} == set(produced.replies)
+    assert {p.description for p in COMMAND_PACTS} == set(produced.commands)
+    assert {p.description for p in REPLY_PACTS} == set(produced.replies)
 
 
-def test_the_manager_sends_commands_that_satisfy_the_builder_pact() -> None:
-    run(verifier(MANAGER, COMMAND_PRODUCERS, COMMANDS_PACT))
+def test_commands_go_to_the_commands_exchange_and_replies_to_the_queue_the_command_named(
+    produced: Produced,
+) -> None:
+    routing = {c.message_type: c.routing_key for c in COMMANDS}
+    for command in produced.commands.values():
+        assert command.exchange == TOPOLOGY.commands_exchange
+        assert command.routing_key == routing[str(command.message.type)]
+    refresh = produced.commands["a refresh-connection-token command"].message
+    assert refresh.reply_to == TOPOLOGY.rpc_queue("mgr-7")
+    created = produced.commands["a create-connection command"].message
+    assert created.reply_to == TOPOLOGY.replies_queue
+    for description, reply in produced.replies.items():
+        assert reply.exchange == "", description
+        expected = refresh.reply_to if "refreshed" in description else TOPOLOGY.replies_queue
+        assert reply.routing_key == expected, description
+    answer = produced.replies["a connection-token-refreshed reply"].message
+    assert answer.correlation_id == refresh.correlation_id == refresh.message_id
 
 
-def test_the_builder_sends_replies_that_satisfy_the_manager_pact() -> None:
-    run(verifier(BUILDER, REPLY_PRODUCERS, REPLIES_PACT))
+def test_the_manager_sends_commands_that_satisfy_the_builder_pact(produced: Produced) -> None:
+    run(verifier(MANAGER, produced.commands, COMMANDS_PACT))
 
 
-def test_a_producer_that_breaks_the_contract_fails_verification() -> None:
-    broken = dict(COMMAND_PRODUCERS)
-    # A delete command that claims to be a create: wrong type property and a body the Builder cannot use.
-    broken["a delete-connection command"] = lambda: _command(
-        RefreshConnectionToken(connection_id="conn-1", recipient_key_id="m2"), TOPOLOGY.replies_queue
-    )
+def test_the_builder_sends_replies_that_satisfy_the_manager_pact(produced: Produced) -> None:
+    run(verifier(BUILDER, produced.replies, REPLIES_PACT))
+
+
+def test_a_producer_that_breaks_the_contract_fails_verification(produced: Produced) -> None:
+    broken = dict(produced.commands)
+    # A refresh command offered where the Builder expects a delete: wrong type property, body it cannot use.
+    broken["a delete-connection command"] = produced.commands["a refresh-connection-token command"]
     with pytest.raises(RuntimeError, match="verifier"):
         run(verifier(MANAGER, broken, COMMANDS_PACT))
