@@ -91,6 +91,11 @@ def fault_response(code: str, message: str) -> web.Response:
     etree.SubElement(fault, "faultcode").text = code
     name = code.split(":", 1)[1] if code.startswith("sf:") else None
     etree.SubElement(fault, "faultstring").text = f"{name}: {message}" if name else message
+    if name:
+        # Salesforce's API faults carry the code and message again in an UnexpectedErrorFault detail.
+        detail = etree.SubElement(etree.SubElement(fault, "detail"), md("UnexpectedErrorFault"))
+        sub(detail, "exceptionCode", name)
+        sub(detail, "exceptionMessage", message)
     data = etree.tostring(env, xml_declaration=True, encoding="UTF-8")
     return web.Response(status=500, body=data, content_type="text/xml", charset="utf-8")
 

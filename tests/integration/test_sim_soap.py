@@ -250,6 +250,12 @@ async def test_version_session_and_org_faults(soap) -> None:
         "sf:INVALID_SESSION_ID",
         "INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: Illegal Session",
     )
+    detail = doc.find(".//s:Fault/detail/m:UnexpectedErrorFault", namespaces=NS)
+    assert detail is not None
+    assert [(etree.QName(c).localname, c.text) for c in detail] == [
+        ("exceptionCode", "INVALID_SESSION_ID"),
+        ("exceptionMessage", "Invalid Session ID found in SessionHeader: Illegal Session"),
+    ]
     status, doc = await client.call(read, url=f"{client.sim}/services/Soap/m/68.0/")
     assert status == 200  # the login host resolves the org from the session, like an instance host
 
