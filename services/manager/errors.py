@@ -40,7 +40,13 @@ class IdempotencyKeyReused(InvalidInput):
 
 
 class IdempotencyKeyInProgress(Conflict):
+    """Another request with this Idempotency-Key holds it; ``retry_after`` (seconds) goes to Retry-After."""
+
     code = "idempotency_key_in_progress"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class BuilderUnavailable(RetryableError):

@@ -4,7 +4,9 @@ A key is scoped to the API key that used it and remembered for a day (TTL index)
 crashed half-way leaves an ``in_progress`` record. A retry first asks ``recover`` whether the crashed
 request's work is already done (for a create: a connection recorded under the key) and replays that;
 otherwise it gets ``idempotency_key_in_progress`` until the record is ``stale_after`` old, and then runs
-the action itself.
+the action itself. Only a retry with the same body may take a stale record over, and ``recover`` must
+refuse (``IdempotencyKeyReused``) work recorded for another body: the record may have expired or been
+claimed afresh since that work was done.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from manager.repository import mongo_errors
 from shared.errors import InvalidInput
 
 KEY_SHAPE = re.compile(r"^[\x21-\x7e]{1,255}$")
+IN_PROGRESS_RETRY_AFTER = 5.0  # seconds: a live request is done by then; a dead one's claim goes stale later
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,14 @@ class MongoIdempotencyKeys:
         except DuplicateKeyError:
             pass
         taken = await self._col.update_one(
-            {"_id": key, "state": "in_progress", "created_at": {"$lt": stale_before}},
-            {"$set": {"fingerprint": fingerprint, "created_at": now}},
+            # only the same body takes a stale claim over: another body is refused below (422)
+            {
+                "_id": key,
+                "state": "in_progress",
+                "fingerprint": fingerprint,
+                "created_at": {"$lt": stale_before},
+            },
+            {"$set": {"created_at": now}},
         )
         if taken.matched_count == 1:
             return None
@@ -129,16 +138,16 @@ async def run_once(
         if recovered is None:
             raise IdempotencyKeyInProgress(
                 "a request with this Idempotency-Key is still being processed (or died before it recorded "
-                f"anything: it is retried after {stale_after.total_seconds():g}s)"
+                f"anything: it is retried after {stale_after.total_seconds():g}s)",
+                retry_after=min(IN_PROGRESS_RETRY_AFTER, stale_after.total_seconds()),
             )
         await repo.complete(key, recovered)
         return recovered
-    if recover is not None and (recovered := await recover()) is not None:  # took over a stale record
-        await repo.complete(key, recovered)
-        return recovered
     try:
-        response = await action()
-    except BaseException:
+        # a claim taken over from a crashed request (or made after its record expired): its work may be done
+        recovered = await recover() if recover is not None else None
+        response = recovered if recovered is not None else await action()
+    except BaseException:  # recover refused another body's work, or the action failed: free the key
         with contextlib.suppress(Exception):  # the original error matters more than a failed clean-up
             await repo.abandon(key)
         raise

@@ -64,9 +64,18 @@ class RotationItem:
 class ConnectionRepository(Protocol):
     """Where connections live."""
 
-    async def add(self, connection: Connection, *, idempotency_ref: str | None = None) -> None: ...
+    async def add(
+        self,
+        connection: Connection,
+        *,
+        idempotency_ref: str | None = None,
+        idempotency_fingerprint: str | None = None,
+    ) -> None: ...
     async def get(self, connection_id: str) -> Connection | None: ...
-    async def find_by_idempotency_ref(self, ref: str) -> Connection | None: ...
+    async def find_by_idempotency_ref(self, ref: str) -> tuple[Connection, str | None] | None:
+        """The connection recorded under ``ref`` and the body fingerprint stored with it (None: older record)."""
+        ...
+
     async def page(self, *, limit: int, after: str | None) -> list[Connection]: ...
     async def save(self, connection: Connection, *, expected_version: int) -> None: ...
     async def mark_published(self, connection_id: str, message_id: str, *, at: datetime) -> bool: ...
@@ -119,10 +128,17 @@ class MongoConnections:
         self._col = db["connections"]
 
     @mongo_errors
-    async def add(self, connection: Connection, *, idempotency_ref: str | None = None) -> None:
+    async def add(
+        self,
+        connection: Connection,
+        *,
+        idempotency_ref: str | None = None,
+        idempotency_fingerprint: str | None = None,
+    ) -> None:
         doc = connection_to_doc(connection)
-        if idempotency_ref is not None:  # written once; later saves ($set of the aggregate) keep it
+        if idempotency_ref is not None:  # written once; later saves ($set of the aggregate) keep them
             doc["idempotency_ref"] = idempotency_ref
+            doc["idempotency_fingerprint"] = idempotency_fingerprint
         try:
             await self._col.insert_one(doc)
         except DuplicateKeyError:
@@ -134,9 +150,9 @@ class MongoConnections:
         return connection_from_doc(doc) if doc else None
 
     @mongo_errors
-    async def find_by_idempotency_ref(self, ref: str) -> Connection | None:
+    async def find_by_idempotency_ref(self, ref: str) -> tuple[Connection, str | None] | None:
         doc = await self._col.find_one({"idempotency_ref": ref})
-        return connection_from_doc(doc) if doc else None
+        return (connection_from_doc(doc), doc.get("idempotency_fingerprint")) if doc else None
 
     @mongo_errors
     async def page(self, *, limit: int, after: str | None) -> list[Connection]:

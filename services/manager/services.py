@@ -20,6 +20,7 @@ from manager.domain import (
 from manager.errors import (
     ConnectionNotActive,
     ConnectionNotFound,
+    IdempotencyKeyReused,
     IntegrationNotFound,
     InvalidTransition,
 )
@@ -105,12 +106,18 @@ class ConnectionService:
     # -- use cases called by the HTTP API -----------------------------------------------------------
 
     async def create(
-        self, new: NewConnection, *, request_id: str | None = None, idempotency_ref: str | None = None
+        self,
+        new: NewConnection,
+        *,
+        request_id: str | None = None,
+        idempotency_ref: str | None = None,
+        idempotency_fingerprint: str | None = None,
     ) -> Connection:
         """Record a ``pending`` connection with its create command, then publish the command.
 
-        ``idempotency_ref`` (the scoped Idempotency-Key) is stored with it, so that a retry of a request
-        that died after this write finds the connection (:meth:`created_under`) instead of a name clash.
+        ``idempotency_ref`` (the scoped Idempotency-Key) and the request body's fingerprint are stored
+        with it, so that a retry of a request that died after this write finds the connection
+        (:meth:`created_under`) instead of a name clash, and a request with another body does not.
         """
         now = self.clock()
         conn = Connection.new(
@@ -124,15 +131,31 @@ class ConnectionService:
             command=self.outbox.record(CreateConnection.message_type, now),
             now=now,
         )
-        await self.repo.add(conn, idempotency_ref=idempotency_ref)
+        await self.repo.add(
+            conn, idempotency_ref=idempotency_ref, idempotency_fingerprint=idempotency_fingerprint
+        )
         log.info("connection recorded", connection_id=conn.id, name=conn.name)
         assert conn.command is not None
         await self.outbox.publish(conn, conn.command.message_id, request_id=request_id)
         return conn
 
-    async def created_under(self, idempotency_ref: str) -> Connection | None:
-        """The connection a request with this scoped Idempotency-Key recorded, if it got that far."""
-        return await self.repo.find_by_idempotency_ref(idempotency_ref)
+    async def created_under(
+        self, idempotency_ref: str, *, fingerprint: str, new: NewConnection
+    ) -> Connection | None:
+        """The connection a request with this scoped Idempotency-Key recorded, if it got that far.
+
+        Raises :class:`IdempotencyKeyReused` when that request had another body (the key's record may
+        have expired or been claimed afresh since). A connection recorded before fingerprints were stored
+        is compared field by field instead.
+        """
+        found = await self.repo.find_by_idempotency_ref(idempotency_ref)
+        if found is None:
+            return None
+        conn, stored = found
+        same = stored == fingerprint if stored is not None else _request_of(conn) == new
+        if not same:
+            raise IdempotencyKeyReused("this Idempotency-Key was already used with a different request body")
+        return conn
 
     async def get(self, connection_id: str) -> Connection:
         conn = await self.repo.get(connection_id)
@@ -245,6 +268,18 @@ class ConnectionService:
         outcome = "applied" if changed else "ignored"
         self.metrics.replies.labels(reply.message_type, outcome).inc()
         log.info("reply " + outcome, connection_id=conn.id, type=reply.message_type, status=conn.status.value)
+
+
+def _request_of(conn: Connection) -> NewConnection:
+    """What was asked for to create ``conn``."""
+    return NewConnection(
+        name=conn.name,
+        org_id=conn.org_id,
+        salesforce_username=conn.salesforce_username,
+        admin_email=conn.admin_email,
+        label=conn.label,
+        app_kind=conn.app_kind,
+    )
 
 
 def _ms(value: datetime) -> datetime:

@@ -284,10 +284,9 @@ async def _crashed_create(
 
     ref = scoped_key(plaintext_key.split("_")[1], idem)
     body = CreateConnectionRequest.model_validate(CREATE_BODY)
+    body_fp = fingerprint(body.model_dump(mode="json"))
     now = utc_now_ms()
-    claimed = await MongoIdempotencyKeys(s.db).begin(
-        ref, fingerprint=fingerprint(body.model_dump(mode="json")), now=now, stale_before=now
-    )
+    claimed = await MongoIdempotencyKeys(s.db).begin(ref, fingerprint=body_fp, now=now, stale_before=now)
     assert claimed is None
     if not recorded:
         return None
@@ -299,7 +298,9 @@ async def _crashed_create(
         label=body.name,
         app_kind=body.app_kind.value,
     )
-    conn = await client.app[COMPONENTS].connections.create(new, idempotency_ref=ref)
+    conn = await client.app[COMPONENTS].connections.create(
+        new, idempotency_ref=ref, idempotency_fingerprint=body_fp
+    )
     return str(conn.id)
 
 
@@ -324,6 +325,23 @@ async def test_a_retry_after_a_crash_that_recorded_the_connection_replays_it_ins
         return bool(got["status"] == "active")
 
     await eventually(active, what="the recorded connection went on to active")
+
+
+async def test_after_a_crash_and_the_key_record_expiring_another_body_is_refused_not_replayed(
+    manager_stack: ManagerStack,
+) -> None:
+    s = manager_stack
+    client = await s.start_app()
+    key = await s.api_key()
+    recorded_id = await _crashed_create(s, client, key, "expired-key", recorded=True)
+    await s.db.idempotency_keys.delete_many({})  # what the TTL index does after a day
+    headers = {**auth(key), "Idempotency-Key": "expired-key"}
+    r = await client.post("/v1/connections", json={**CREATE_BODY, "name": "other-name"}, headers=headers)
+    problem = await r.json()
+    assert r.status == 422 and problem["code"] == "idempotency_key_reused", problem
+    assert await s.db.idempotency_keys.count_documents({}) == 0  # the refused claim was given back
+    r = await client.post("/v1/connections", json=CREATE_BODY, headers=headers)
+    assert r.status == 202 and (await r.json())["id"] == recorded_id
 
 
 async def test_a_retry_after_a_crash_before_anything_was_recorded_waits_for_the_claim_to_go_stale(

@@ -180,3 +180,30 @@ async def test_idempotency_records_replay_refuse_other_bodies_and_block_concurre
         store, "busy", body_fingerprint="f", now=later, stale_after=timedelta(seconds=60), action=action
     )
     assert taken.status == 202
+
+
+async def test_only_the_same_body_takes_a_stale_idempotency_claim_over(mongo_db: Any) -> None:
+    await ensure_indexes(mongo_db)
+    store = MongoIdempotencyKeys(mongo_db)
+    now = utc_now_ms()
+    assert await store.begin("crashed", fingerprint="f1", now=now, stale_before=now) is None
+    later = now + timedelta(seconds=61)
+    held = await store.begin(
+        "crashed", fingerprint="f2", now=later, stale_before=later - timedelta(seconds=60)
+    )
+    assert held is not None and held.fingerprint == "f1"  # another body: refused (422), not taken over
+    assert (
+        await store.begin("crashed", fingerprint="f1", now=later, stale_before=later - timedelta(seconds=60))
+        is None
+    )
+    assert (await mongo_db.idempotency_keys.find_one({"_id": "crashed"}))["fingerprint"] == "f1"
+
+
+async def test_a_connection_keeps_the_body_fingerprint_of_its_idempotency_key(repo: MongoConnections) -> None:
+    now = utc_now_ms()
+    conn = _conn("con_1", "acme", now)
+    await repo.add(conn, idempotency_ref="ref-1", idempotency_fingerprint="f1")
+    await repo.save(conn.fail(code="x", message="y", now=now), expected_version=1)  # later saves keep it
+    found = await repo.find_by_idempotency_ref("ref-1")
+    assert found is not None and found[0].id == "con_1" and found[1] == "f1"
+    assert await repo.find_by_idempotency_ref("ref-2") is None

@@ -52,19 +52,26 @@ class FakeConnections:
         self.outage = outage or Outage()
         self.saves = 0
 
-    async def add(self, connection: Connection, *, idempotency_ref: str | None = None) -> None:
+    async def add(
+        self,
+        connection: Connection,
+        *,
+        idempotency_ref: str | None = None,
+        idempotency_fingerprint: str | None = None,
+    ) -> None:
         self.outage.check()
         doc = connection_to_doc(connection)
         if any(d.get("name_key") == doc.get("name_key") for d in self.docs.values()):
             raise NameTaken(f"a connection named {connection.name!r} already exists")
         if idempotency_ref is not None:
             doc["idempotency_ref"] = idempotency_ref
+            doc["idempotency_fingerprint"] = idempotency_fingerprint
         self.docs[connection.id] = doc
 
-    async def find_by_idempotency_ref(self, ref: str) -> Connection | None:
+    async def find_by_idempotency_ref(self, ref: str) -> tuple[Connection, str | None] | None:
         self.outage.check()
         doc = next((d for d in self.docs.values() if d.get("idempotency_ref") == ref), None)
-        return connection_from_doc(doc) if doc else None
+        return (connection_from_doc(doc), doc.get("idempotency_fingerprint")) if doc else None
 
     async def get(self, connection_id: str) -> Connection | None:
         self.outage.check()
@@ -82,7 +89,7 @@ class FakeConnections:
         if doc is None or doc["version"] != expected_version:
             raise ConcurrentUpdate(f"connection {connection.id} changed")
         new = connection_to_doc(connection)
-        for kept in ("refresh_lease",):
+        for kept in ("refresh_lease", "idempotency_ref", "idempotency_fingerprint"):
             if kept in doc:
                 new[kept] = doc[kept]
         if connection.status is ConnectionStatus.DELETED:
@@ -214,22 +221,29 @@ class FakeApiKeys:
 
 
 class FakeIdempotency:
+    """``fail_complete`` makes the next ``complete`` raise, as a process killed at that point would."""
+
     def __init__(self, outage: Outage | None = None) -> None:
         self.records: dict[str, dict[str, Any]] = {}
         self.outage = outage or Outage()
+        self.fail_complete = False
 
     async def begin(
         self, key: str, *, fingerprint: str, now: datetime, stale_before: datetime
     ) -> IdempotencyRecord | None:
         self.outage.check()
         rec = self.records.get(key)
-        if rec is None or (rec["response"] is None and rec["created_at"] < stale_before):
+        stale = rec is not None and rec["response"] is None and rec["created_at"] < stale_before
+        if rec is None or (stale and rec["fingerprint"] == fingerprint):
             self.records[key] = {"fingerprint": fingerprint, "response": None, "created_at": now}
             return None
         return IdempotencyRecord(rec["fingerprint"], rec["response"])
 
     async def complete(self, key: str, response: StoredResponse) -> None:
         self.outage.check()
+        if self.fail_complete:
+            self.fail_complete = False
+            raise StoreUnavailable("database unavailable (fake crash before complete)", retry_after=5)
         self.records[key]["response"] = response
 
     async def abandon(self, key: str) -> None:

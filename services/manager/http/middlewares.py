@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from manager.errors import (
+    IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     InsufficientScope,
     TokenRefreshFailed,
@@ -138,6 +139,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers["WWW-Authenticate"] = 'Bearer realm="sfconnect"'
         if isinstance(exc, RetryableError):
             headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after or 5)))
+        elif isinstance(exc, IdempotencyKeyInProgress):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         if status >= 500:
             log.warning("request failed", code=exc.code, status=status, detail=exc.message)
         errors = getattr(exc, "errors", None) if isinstance(exc, RequestValidationFailed) else None

@@ -121,6 +121,7 @@ async def create_connection(request: web.Request) -> web.Response:
     ran = False
     key = request.headers.get("Idempotency-Key")
     ref = scoped_key(request[PRINCIPAL].id, key) if key is not None else None
+    body_fingerprint = fingerprint(body.model_dump(mode="json")) if ref is not None else None
 
     def accepted(conn: Connection) -> StoredResponse:
         return StoredResponse(202, ConnectionOut.of(conn).model_dump(mode="json"))
@@ -128,21 +129,25 @@ async def create_connection(request: web.Request) -> web.Response:
     async def action() -> StoredResponse:
         nonlocal ran
         ran = True
-        return accepted(await c.connections.create(new, request_id=request[REQUEST_ID], idempotency_ref=ref))
+        conn = await c.connections.create(
+            new, request_id=request[REQUEST_ID], idempotency_ref=ref, idempotency_fingerprint=body_fingerprint
+        )
+        return accepted(conn)
 
     async def recover() -> StoredResponse | None:
-        """A request with this key that died after recording its connection: answer with that one."""
-        assert ref is not None
-        conn = await c.connections.created_under(ref)
+        """A request with this key that died after recording its connection: answer with that one
+        (422 ``idempotency_key_reused`` when that request had another body)."""
+        assert ref is not None and body_fingerprint is not None
+        conn = await c.connections.created_under(ref, fingerprint=body_fingerprint, new=new)
         return accepted(conn) if conn else None
 
-    if ref is None:
+    if ref is None or body_fingerprint is None:
         response = await action()
     else:
         response = await run_once(
             c.idempotency,
             ref,
-            body_fingerprint=fingerprint(body.model_dump(mode="json")),
+            body_fingerprint=body_fingerprint,
             now=c.connections.clock(),
             stale_after=IDEMPOTENCY_STALE_AFTER,
             action=action,
