@@ -159,11 +159,8 @@ async def patch_builder_app(request: web.Request) -> web.Response:
         return _bad(str(exc.errors(include_url=False, include_input=False)))
     app.consumer_key, app.consumer_secret = new.client_id, new.client_secret
     app.callback_urls, app.scopes, app.label = list(new.callback_urls), list(new.scopes), new.label
-    app.rotation, app.pkce_required, app.secret_required = (
-        new.refresh_token_rotation,
-        new.pkce_required,
-        new.secret_required,
-    )
+    app.rotation, app.pkce_required = new.refresh_token_rotation, new.pkce_required
+    app.secret_required = app.refresh_secret_required = new.secret_required
     return json_body(app.public())
 
 

@@ -122,7 +122,9 @@ async def refresh_token(request: web.Request, form: Form) -> web.Response:
     app = lookup_client(request, form.get("client_id"))
     if app is None:
         return oauth_error("invalid_client_id", "client identifier invalid")
-    if (app.secret_required or form.get("client_secret")) and not _secret_ok(app, form.get("client_secret")):
+    if (app.refresh_secret_required or form.get("client_secret")) and not _secret_ok(
+        app, form.get("client_secret")
+    ):
         return oauth_error("invalid_client", "invalid client credentials")
     found, grant = state.tokens.find_refresh(form.get("refresh_token", ""))
     if grant is None or grant.app_key != app.consumer_key:

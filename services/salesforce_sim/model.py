@@ -243,7 +243,8 @@ class OAuthApp:
     profiles: list[str] = field(default_factory=list)
     pkce_required: bool = False
     rotation: bool = False
-    secret_required: bool = True
+    secret_required: bool = True  # web-server flow: not isConsumerSecretOptional
+    refresh_secret_required: bool = True  # refresh_token grant: isSecretRequiredForRefreshToken
     client_credentials_enabled: bool = False
     client_credentials_user: str | None = None
     created_at: float = 0.0
@@ -265,6 +266,8 @@ class OAuthApp:
             "profiles": list(self.profiles),
             "pkceRequired": self.pkce_required,
             "refreshTokenRotation": self.rotation,
+            "secretRequired": self.secret_required,
+            "refreshSecretRequired": self.refresh_secret_required,
             "clientCredentialsEnabled": self.client_credentials_enabled,
             "createdAt": self.created_at,
             "readyAt": self.ready_at,

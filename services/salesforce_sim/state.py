@@ -148,6 +148,7 @@ class SimState:
             pkce_required=b.pkce_required,
             rotation=b.refresh_token_rotation,
             secret_required=b.secret_required,
+            refresh_secret_required=b.secret_required,
         )
         for org_cfg in cfg.orgs:
             self.add_org(org_cfg)

@@ -333,3 +333,68 @@ async def test_a_code_still_works_after_an_injected_503_on_its_exchange(sim, htt
     status, body = await post_token(http, sim, _code_form(code, verifier))
     assert status == 200, body
     assert await _rest_status(http, body["instance_url"], body["access_token"]) == 200
+
+
+def _org_app(sim: SimulatorURL, name: str, key: str, **flags: bool) -> str:
+    sim.state.add_connected_app(
+        sim.state.org("acme"),
+        {
+            "fullName": name,
+            "label": name,
+            "contactEmail": ADMIN,
+            "oauthConfig": {
+                "callbackUrl": "https://app.example/cb",
+                "consumerKey": key,
+                "consumerSecret": "OrgAppSecret0123",
+                "scopes": ["Api", "RefreshToken"],
+                **flags,
+            },
+        },
+    )
+    return key
+
+
+async def _exchange(http, sim, client_id: str, secret: str | None) -> tuple[int, dict]:
+    query = await authorize(
+        http, sim, login_hint=ADMIN, client_id=client_id, redirect_uri="https://app.example/cb"
+    )
+    form = _code_form(query["code"], None, client_id=client_id, redirect_uri="https://app.example/cb")
+    form.pop("client_secret")
+    if secret:
+        form["client_secret"] = secret
+    return await post_token(http, sim, form)
+
+
+async def test_the_web_server_secret_follows_is_consumer_secret_optional_and_refresh_its_own_flag(
+    sim, http
+) -> None:
+    optional = _org_app(sim, "Secret_Optional", "SecretOptionalKey01", isConsumerSecretOptional=True)
+    status, body = await _exchange(http, sim, optional, None)
+    assert status == 200, body
+    status, refused = await post_token(
+        http,
+        sim,
+        {"grant_type": "refresh_token", "refresh_token": body["refresh_token"], "client_id": optional},
+    )
+    assert (status, refused["error"]) == (
+        400,
+        "invalid_client",
+    )  # isSecretRequiredForRefreshToken defaults true
+
+    no_refresh_secret = _org_app(
+        sim, "Refresh_Open", "RefreshOpenKey0001", isSecretRequiredForRefreshToken=False
+    )
+    status, refused = await _exchange(http, sim, no_refresh_secret, None)
+    assert (status, refused["error"]) == (400, "invalid_client")  # the web-server flow still needs it
+    status, body = await _exchange(http, sim, no_refresh_secret, "OrgAppSecret0123")
+    assert status == 200, body
+    status, refreshed = await post_token(
+        http,
+        sim,
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": body["refresh_token"],
+            "client_id": no_refresh_secret,
+        },
+    )
+    assert status == 200, refreshed
