@@ -2,7 +2,8 @@
 
 A service that dies is started again (at most ``MAX_RESTARTS`` times each), so you can SIGKILL the
 Builder or a Manager mid-command and watch the stack recover. On exit everything is stopped, the run's
-queues and exchanges are removed from the broker, and the work folder (logs, keys) is deleted.
+queues and exchanges are removed from the broker, and the work folder (logs, keys) is deleted; a broker
+that this run started is stopped again (one that was already running is left alone).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import uuid
 
 import aiohttp
 
-from devtools.demo import ensure_rabbitmq, say, start_stack
+from devtools.demo import start_stack
+from devtools.demo_support import DemoFailed, ensure_rabbitmq, say, stop_rabbitmq
 from devtools.stack import DEMO_USERNAME, Stack, StackError
 
 MAX_RESTARTS = 5
@@ -75,7 +77,12 @@ def _supervise(stack: Stack, stop: threading.Event) -> int:
 
 
 def main() -> int:
-    say(f"  {ensure_rabbitmq()}")
+    try:
+        broker = ensure_rabbitmq()
+    except DemoFailed as exc:
+        say(f"[FAILED] {exc.reason}")
+        return 1
+    say(f"  {broker.note}")
     stack = Stack(amqp_prefix=f"run{uuid.uuid4().hex[:6]}.", die_with_parent=True)
     code = 0
     try:
@@ -113,6 +120,9 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         say("== shutting down")
         stack.cleanup()
+        if (why := stop_rabbitmq(broker)) is not None:
+            say(f"[FAILED] could not stop the broker this run started: {why}")
+            code = 1
     return code
 
 
