@@ -46,8 +46,9 @@ fmt: install ## format and fix what ruff can
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-contracts: install ## regenerate contracts/asyncapi.yaml from shared/contracts
+contracts: install ## regenerate contracts/asyncapi.yaml (from shared/contracts) and contracts/pacts/ (tests/contract)
 	$(PY) -m shared.contracts.asyncapi > contracts/asyncapi.yaml
+	$(PY) -m tests.contract.pact_files contracts/pacts
 
 demo: install ## the whole flow on the embedded default (local RabbitMQ, SecantusDB, simulator, Builder, Manager)
 	$(PY) -m devtools.demo

@@ -1,97 +1,78 @@
 """Pact consumer side (V4 asynchronous messages): the Builder consumes commands, the Manager consumes replies.
 
-Each test states what its consumer relies on, runs the consumer's decoding path (``shared.amqp``) on every
-message of the pact, and writes the pact file to contracts/pacts/ for the provider verification.
+Each test states what its consumer relies on and runs the consumer's decoding path (``shared.amqp``) on every
+message of the pact (see ``tests/contract/pact_files.py``). The pact files are written to a temporary
+directory and compared with the committed ``contracts/pacts/``, which ``make contracts`` regenerates.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
-from pact import Pact
 from pact.error import PactVerificationError
 
-from shared.amqp import decode_message, delivery_of
-from shared.contracts import (
-    COMMANDS,
-    REPLIES,
-    ConnectionCreated,
-    ConnectionTokenRefreshed,
-    Contract,
-    MalformedMessage,
+from shared.contracts import COMMANDS, REPLIES, MalformedMessage
+from tests.contract.pact_files import (
+    build_pact,
+    builder_reads_command,
+    commands_pact,
+    replies_pact,
+    stale_pacts,
+    write_pacts,
 )
 from tests.contract.pact_messages import (
     BUILDER,
     COMMAND_PACTS,
     COMMANDS_PACT,
     MANAGER,
-    PACT_DIR,
     REPLIES_PACT,
     REPLY_PACTS,
     MessagePact,
-    incoming_from,
     pact_json,
 )
 
 pytestmark = pytest.mark.contract
 
 
-def build_pact(consumer: str, provider: str, messages: tuple[MessagePact, ...]) -> Pact:
-    pact = Pact(consumer, provider).with_specification("V4")
-    for message in messages:
-        (
-            pact.upon_receiving(message.description, "Async")
-            .with_body(message.body, content_type="application/json")
-            .with_metadata(message.metadata)
-        )
-    return pact
+def test_the_builder_handles_every_command_it_expects_from_the_manager() -> None:
+    _, seen = commands_pact()
+    assert sorted(m.__name__ for m in seen) == sorted(m.__name__ for m in COMMANDS)
 
 
-def builder_reads_command(body: object, metadata: dict[str, object]) -> Contract:
-    """What the Builder's consumer does with a command before its handler runs."""
-    incoming = incoming_from(body, metadata)
-    delivery = delivery_of(incoming)
-    command = decode_message(incoming, COMMANDS)
-    assert delivery.reply_to, "a command names the queue for its reply"
-    assert delivery.correlation_id, "a command carries its id for the reply"
-    assert delivery.attempt >= 1
-    assert delivery.first_attempt_at.utcoffset() is not None
-    return command
+def test_the_manager_handles_every_reply_it_expects_from_the_builder() -> None:
+    _, seen = replies_pact()
+    assert sorted(m.__name__ for m in seen) == sorted(m.__name__ for m in REPLIES)
+
+
+def test_the_committed_pact_files_are_up_to_date(tmp_path: Path) -> None:
+    write_pacts(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted([COMMANDS_PACT.name, REPLIES_PACT.name])
+    assert stale_pacts(tmp_path) == []
+    commands = pact_json(COMMANDS_PACT)
+    assert commands["metadata"]["pactSpecification"]["version"] == "4.0"
+    assert {i["type"] for i in commands["interactions"]} == {"Asynchronous/Messages"}
+    assert len(pact_json(REPLIES_PACT)["interactions"]) == len(REPLY_PACTS)
+
+
+def test_a_stale_or_missing_pact_file_is_reported(tmp_path: Path) -> None:
+    fresh, committed = tmp_path / "fresh", tmp_path / "committed"
+    write_pacts(fresh)
+    shutil.copytree(fresh, committed)
+    edited = pact_json(committed / COMMANDS_PACT.name)
+    edited["interactions"][0]["description"] = "an older create-connection command"
+    (committed / COMMANDS_PACT.name).write_text(json.dumps(edited), encoding="utf-8")
+    (committed / REPLIES_PACT.name).unlink()
+    assert stale_pacts(fresh, committed) == [
+        f"contracts/pacts/{COMMANDS_PACT.name} is stale: run `make contracts` and commit the result",
+        f"contracts/pacts/{REPLIES_PACT.name} is missing: run `make contracts` and commit it",
+    ]
 
 
 def check_command(body: str | bytes | None, metadata: dict[str, object]) -> None:
     builder_reads_command(body, metadata)
-
-
-def manager_reads_reply(body: object, metadata: dict[str, object]) -> Contract:
-    """What the Manager's reply consumer / RPC client does with a reply before acting on it."""
-    incoming = incoming_from(body, metadata)
-    delivery = delivery_of(incoming)
-    reply = decode_message(incoming, REPLIES)
-    assert delivery.correlation_id, "replies are matched to commands by correlation_id"
-    if isinstance(reply, ConnectionCreated | ConnectionTokenRefreshed):
-        assert reply.sealed_token.key_id and reply.sealed_token.ciphertext
-        assert reply.issued_at.utcoffset() is not None
-    return reply
-
-
-def test_the_builder_handles_every_command_it_expects_from_the_manager() -> None:
-    pact = build_pact(BUILDER, MANAGER, COMMAND_PACTS)
-    seen: list[type[Contract]] = []
-    pact.verify(lambda body, metadata: seen.append(type(builder_reads_command(body, metadata))), "Async")
-    assert sorted(m.__name__ for m in seen) == sorted(m.__name__ for m in COMMANDS)
-    pact.write_file(PACT_DIR, overwrite=True)
-    written = pact_json(COMMANDS_PACT)
-    assert written["metadata"]["pactSpecification"]["version"] == "4.0"
-    assert {i["type"] for i in written["interactions"]} == {"Asynchronous/Messages"}
-
-
-def test_the_manager_handles_every_reply_it_expects_from_the_builder() -> None:
-    pact = build_pact(MANAGER, BUILDER, REPLY_PACTS)
-    seen: list[type[Contract]] = []
-    pact.verify(lambda body, metadata: seen.append(type(manager_reads_reply(body, metadata))), "Async")
-    assert sorted(m.__name__ for m in seen) == sorted(m.__name__ for m in REPLIES)
-    pact.write_file(PACT_DIR, overwrite=True)
-    assert len(pact_json(REPLIES_PACT)["interactions"]) == len(REPLY_PACTS)
 
 
 def test_a_consumer_that_cannot_read_a_message_fails_its_pact() -> None:
