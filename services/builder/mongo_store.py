@@ -186,9 +186,17 @@ class MongoStore:
         return result.modified_count == 1
 
     @mongo_errors
-    async def mark_needs_reauth(self, org_id: str, reason: str) -> None:
-        await self.orgs.update_one(
-            {"_id": org_key(org_id)},
+    async def mark_needs_reauth(
+        self, org_id: str, reason: str, *, expected_version: int | None = None
+    ) -> bool:
+        """Mark the org for re-authorization; with ``expected_version``, only if its tokens are still those
+        (a refresh refused for a token an admin has replaced meanwhile must not mark the new authorization).
+        """
+        query: Doc = {"_id": org_key(org_id)}
+        if expected_version is not None:
+            query["token_version"] = expected_version
+        result = await self.orgs.update_one(
+            query,
             {
                 "$set": {
                     "status": OrgStatus.NEEDS_REAUTH.value,
@@ -198,6 +206,7 @@ class MongoStore:
                 "$unset": {"access_token": ""},
             },
         )
+        return result.matched_count == 1
 
     @mongo_errors
     async def remember_app_kind(self, org_id: str, kind: str, supported: bool) -> None:

@@ -80,9 +80,14 @@ class FakeStore:
         org.token_version += 1
         return True
 
-    async def mark_needs_reauth(self, org_id: str, reason: str) -> None:
-        org = self.orgs[org_key(org_id)]
+    async def mark_needs_reauth(
+        self, org_id: str, reason: str, *, expected_version: int | None = None
+    ) -> bool:
+        org = self.orgs.get(org_key(org_id))
+        if org is None or (expected_version is not None and org.token_version != expected_version):
+            return False
         org.status, org.status_reason, org.access_token = OrgStatus.NEEDS_REAUTH, reason, None
+        return True
 
     async def remember_app_kind(self, org_id: str, kind: str, supported: bool) -> None:
         self.orgs[org_key(org_id)].app_kind_support[kind] = supported

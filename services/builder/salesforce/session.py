@@ -98,7 +98,7 @@ class OrgSession:
                     return Access(current.instance_url, current.access_token)
                 if await self.store.try_lease(key, self.holder, self.lease_seconds):
                     try:
-                        return await self._refresh_holding_lease()
+                        return await self._refresh_holding_lease(seen)
                     finally:
                         await self.store.release_lease(key, self.holder)
                 if time.monotonic() > deadline:
@@ -107,16 +107,18 @@ class OrgSession:
                     )
                 await asyncio.sleep(LEASE_POLL_SECONDS)
 
-    async def _refresh_holding_lease(self) -> Access:
+    async def _refresh_holding_lease(self, seen: int) -> Access:
         org = ensure_usable(await self.store.get_org(self.org.org_id), self.org.org_id)
+        if org.token_version != seen and org.access_token:
+            # Another replica refreshed (or an admin re-authorized) between our last look and the lease.
+            self.org = org
+            return Access(org.instance_url, org.access_token)
         try:
             token = await self.oauth.refresh(token_host=org.instance_url, refresh_token=org.refresh_token)
         except OAuthError as exc:
             self._count("refused")
             if exc.error == "invalid_grant":
-                await self.store.mark_needs_reauth(org.org_id, f"refresh refused: {exc.description}")
-                log.warning("org authorization revoked", org_id=org.org_id, reason=exc.description)
-                raise revoked(org.org_id) from None
+                return await self._refresh_refused(org, exc)
             raise SalesforceApiError(
                 f"Salesforce refused to refresh the Builder's token for org {org.org_id}: "
                 f"{exc.error} ({exc.description}); check SALESFORCE_CLIENT_ID/SECRET",
@@ -140,6 +142,20 @@ class OrgSession:
             self.org.access_token = token.access_token
             self.org.instance_url = token.instance_url
         return Access(self.org.instance_url, self.org.access_token)
+
+    async def _refresh_refused(self, org: OrgAuthorization, exc: OAuthError) -> Access:
+        """invalid_grant: mark the org for re-authorization unless it was re-authorized meanwhile."""
+        reason = f"refresh refused: {exc.description}"
+        if await self.store.mark_needs_reauth(org.org_id, reason, expected_version=org.token_version):
+            log.warning("org authorization revoked", org_id=org.org_id, reason=exc.description)
+            raise revoked(org.org_id) from None
+        # The refresh token we used was replaced while Salesforce answered: use the newer authorization.
+        log.info("refresh refused for a replaced token; using the newer authorization", org_id=org.org_id)
+        current = ensure_usable(await self.store.get_org(org.org_id), org.org_id)
+        if not current.access_token:
+            raise revoked(org.org_id) from None
+        self.org = current
+        return Access(current.instance_url, current.access_token)
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
