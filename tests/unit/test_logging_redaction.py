@@ -49,7 +49,6 @@ def test_log_lines_carry_no_token_from_an_exception_message() -> None:
     buf = io.StringIO()
     configure_logging("test", "INFO", json=True, stream=buf)
     log = structlog.get_logger()
-    secret_local = TOKEN  # noqa: F841 - a local that must not appear: tracebacks carry no locals
     try:
         raise RuntimeError(f"Salesforce said no to {TOKEN}")
     except RuntimeError:
@@ -64,3 +63,39 @@ def test_log_lines_carry_no_token_from_an_exception_message() -> None:
     assert TOKEN not in line
     assert "5Aep861zzzzzzzzzzzzzzzzz" not in line
     assert "RuntimeError" in line
+
+
+MARKER = (
+    "plain-marker-value-4711"  # not secret-shaped: redaction leaves it alone, only show_locals=False hides it
+)
+
+
+def _raise_with_a_local() -> None:
+    marker_local = MARKER
+    raise ValueError(f"failed near a local of {len(marker_local)} characters")
+
+
+def test_tracebacks_are_logged_without_local_variables() -> None:
+    buf = io.StringIO()
+    configure_logging("test", "INFO", json=True, stream=buf)
+    try:
+        _raise_with_a_local()
+    except ValueError:
+        structlog.get_logger().exception("call failed")
+    record = json.loads(buf.getvalue().splitlines()[-1])
+    frames = record["exception"][0]["frames"]
+    assert any(f["name"] == "_raise_with_a_local" for f in frames), "the traceback was rendered"
+    assert MARKER not in json.dumps(record)
+    assert all("locals" not in f for f in frames)
+
+
+def test_the_marker_would_show_if_locals_were_rendered() -> None:
+    # The control for the test above: with locals, the same marker does reach the rendered traceback,
+    # and redaction keeps it (it is no secret), so its absence above comes from show_locals=False.
+    try:
+        _raise_with_a_local()
+    except ValueError as exc:
+        rendered = structlog.tracebacks.ExceptionDictTransformer(show_locals=True)(
+            (type(exc), exc, exc.__traceback__)
+        )
+    assert MARKER in json.dumps(redact(rendered), default=str)
