@@ -21,6 +21,9 @@ Form = dict[str, str]
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MAX_JWT_LIFETIME = 180  # "within 3 minutes"
 JWT_SKEW = 10  # seconds of clock skew tolerated on exp
+# Descriptions Salesforce's sources do not give (docs/simulator.md lists them as choices).
+NO_STANDARD_SCOPE = "no standard scope other than refresh_token"
+NOT_API_ONLY = "client credentials user must have the API Only permission"
 
 
 def _secret_ok(app: OAuthApp, given: str | None) -> bool:
@@ -214,9 +217,12 @@ async def jwt_bearer(request: web.Request, form: Form) -> web.Response:
         g.user_id == user.id and g.app_key == app.consumer_key for g in state.tokens.grants.values()
     ):
         return oauth_error("invalid_grant", "user hasn't approved this consumer")
-    return _issue(
-        request, org=org, user_id=user.id, app=app, scopes=_non_refresh_scopes(app), flow="jwt_bearer"
-    )
+    scopes = _non_refresh_scopes(app)
+    if not scopes:
+        # "Salesforce issues a new access token only when the original access token includes at least one
+        # standard scope other than the refresh_token scope."
+        return oauth_error("invalid_grant", NO_STANDARD_SCOPE)
+    return _issue(request, org=org, user_id=user.id, app=app, scopes=scopes, flow="jwt_bearer")
 
 
 async def client_credentials(request: web.Request, form: Form) -> web.Response:
@@ -236,6 +242,8 @@ async def client_credentials(request: web.Request, form: Form) -> web.Response:
         return oauth_error("invalid_grant", "no client credentials user enabled")
     if not user.is_active:
         return oauth_error("invalid_grant", "inactive user")
+    if not user.api_only:
+        return oauth_error("invalid_grant", NOT_API_ONLY)
     del state  # only the org and app matter from here
     return _issue(
         request, org=org, user_id=user.id, app=app, scopes=_non_refresh_scopes(app), flow="client_credentials"

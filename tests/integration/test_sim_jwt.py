@@ -306,3 +306,90 @@ def test_a_license_refused_user_cannot_be_given_permission_sets_in_the_state_fil
             user["preauthorization"] = "license_refused"
     with pytest.raises(ValidationError, match="license_refused user cannot be given permission_sets"):
         SimConfig.model_validate(cfg)
+
+
+@pytest.mark.parametrize("scopes", [["RefreshToken"], ["OfflineAccess"], ["RefreshToken", "OfflineAccess"]])
+async def test_jwt_bearer_refuses_an_app_with_no_standard_scope_besides_refresh_token(
+    sim, http, scopes
+) -> None:
+    sim.state.add_connected_app(
+        sim.state.org("acme"),
+        {
+            "fullName": "Refresh_Only",
+            "label": "Refresh only",
+            "contactEmail": "a@acme.example",
+            "oauthConfig": {
+                "callbackUrl": "https://r.example/cb",
+                "certificate": CERT,
+                "consumerKey": "RefreshOnlyKey0001",
+                "isAdminApproved": True,
+                "scopes": scopes,
+            },
+            "permissionSetName": ["Sales_Ops"],
+        },
+    )
+    status, body = await _jwt(http, sim, iss="RefreshOnlyKey0001")
+    assert (status, body) == (
+        400,
+        {"error": "invalid_grant", "error_description": "no standard scope other than refresh_token"},
+    )
+    assert sim.state.tokens.issued["jwt_bearer"] == 0
+
+
+def _client_credentials_app(sim: SimulatorURL, run_as: str) -> dict[str, str]:
+    sim.state.add_connected_app(
+        sim.state.org("acme"),
+        {
+            "fullName": "Cc_App",
+            "label": "CC",
+            "contactEmail": "a@acme.example",
+            "oauthConfig": {
+                "callbackUrl": "https://cc.example/cb",
+                "consumerKey": "CcAppConsumerKey01",
+                "consumerSecret": "CcAppSecret0123",
+                "isClientCredentialEnabled": True,
+                "oauthClientCredentialUser": run_as,
+                "scopes": ["Api"],
+            },
+        },
+    )
+    return {
+        "grant_type": "client_credentials",
+        "client_id": "CcAppConsumerKey01",
+        "client_secret": "CcAppSecret0123",
+    }
+
+
+async def test_client_credentials_refuses_a_run_as_user_without_api_only(sim, http) -> None:
+    form = _client_credentials_app(sim, QUOTED)  # a standard user, not API Only
+    status, body = await post_token(http, f"{sim}/org/acme", form)
+    assert (status, body) == (
+        400,
+        {
+            "error": "invalid_grant",
+            "error_description": "client credentials user must have the API Only permission",
+        },
+    )
+
+
+async def test_client_credentials_refuses_an_inactive_run_as_user(sim, http) -> None:
+    form = _client_credentials_app(sim, PREAUTHORIZED)
+    status, body = await post_token(http, f"{sim}/org/acme", form)
+    assert status == 200, body
+    async with http.patch(f"{sim}/__sim/orgs/acme/users/{PREAUTHORIZED}", json={"active": False}) as resp:
+        assert resp.status == 200
+    status, body = await post_token(http, f"{sim}/org/acme", form)
+    assert (status, body) == (400, {"error": "invalid_grant", "error_description": "inactive user"})
+
+
+async def test_client_credentials_refuses_an_unknown_client(sim, http) -> None:
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": "NoSuchConsumerKey01",
+        "client_secret": "Whatever0123",
+    }
+    status, body = await post_token(http, f"{sim}/org/acme", form)
+    assert (status, body) == (
+        400,
+        {"error": "invalid_client_id", "error_description": "client identifier invalid"},
+    )
