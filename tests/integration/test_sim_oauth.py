@@ -398,3 +398,14 @@ async def test_the_web_server_secret_follows_is_consumer_secret_optional_and_ref
         },
     )
     assert status == 200, refreshed
+
+
+async def test_a_user_deactivated_between_authorize_and_token_gets_inactive_user(sim, http) -> None:
+    verifier, challenge = pkce_pair()
+    user = "o'brien&co+sales@acme.example"
+    code = (await authorize(http, sim, login_hint=user, challenge=challenge))["code"]
+    async with http.patch(f"{sim}/__sim/orgs/acme/users/{user}", json={"active": False}) as resp:
+        assert resp.status == 200
+    status, body = await post_token(http, sim, _code_form(code, verifier))
+    assert (status, body) == (400, {"error": "invalid_grant", "error_description": "inactive user"})
+    assert sim.state.tokens.issued["authorization_code"] == 0

@@ -346,3 +346,18 @@ async def test_a_connected_app_made_by_create_metadata_propagates_for_the_delay_
     org.knobs.propagation_delay_seconds = 600  # raising it later does not hide an app already known
     status, body = await _jwt_status(client, "FreshAppKey0001")
     assert status == 200, body
+
+
+async def test_an_expired_session_is_an_invalid_session_fault(soap) -> None:
+    client, _ = soap
+    client.sim.state.org("acme").knobs.session_timeout_seconds = 60
+    read = "<met:readMetadata><met:type>ConnectedApp</met:type><met:fullNames>A</met:fullNames></met:readMetadata>"
+    status, _ = await client.call(read)
+    assert status == 200
+    client.sim.state.advance(61)  # the token is untouched, only idle past the timeout
+    status, doc = await client.call(read)
+    assert status == 500 and fault(doc) == (
+        "sf:INVALID_SESSION_ID",
+        "INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: Illegal Session",
+    )
+    assert doc.findtext(".//m:exceptionCode", namespaces=NS) == "INVALID_SESSION_ID"
