@@ -2,7 +2,8 @@
 
 Within a replica, concurrent refreshes of one connection share one in-flight task. Across replicas, a
 lease on the connection document (compare-and-set) lets exactly one replica send the RPC; the others
-poll the document for the new token until their deadline. A forced refresh shortly after a refresh
+poll the document for the new token until their deadline, or until the holder records the Builder's
+refusal (``last_refresh_error``), which they then answer with too instead of sending their own RPC. A forced refresh shortly after a refresh
 returns that refresh's token (``min_refresh_interval``): the caller's 401 was about an older token.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from manager.domain import ACCESS_TOKEN_FIELD, Connection, ConnectionStatus
+from manager.domain import ACCESS_TOKEN_FIELD, Connection, ConnectionStatus, ErrorInfo
 from manager.errors import (
     BuilderUnavailable,
     ConnectionNotActive,
@@ -117,7 +118,9 @@ class TokenService:
     async def _coalesced(self, conn: Connection, request_id: str | None) -> Connection:
         task = self._inflight.get(conn.id)
         if task is None:
-            task = asyncio.create_task(self._refresh(conn.id, conn.token_generation, request_id))
+            task = asyncio.create_task(
+                self._refresh(conn.id, conn.token_generation, conn.last_refresh_error, request_id)
+            )
             self._inflight[conn.id] = task
             task.add_done_callback(lambda t, cid=conn.id: self._forget(cid, t))  # type: ignore[misc]
         else:
@@ -131,12 +134,18 @@ class TokenService:
         if not task.cancelled():
             task.exception()  # retrieved here so an error nobody awaited is not reported as lost
 
-    async def _refresh(self, connection_id: str, baseline: int, request_id: str | None) -> Connection:
-        """Refresh once across replicas: take the lease and call the Builder, or wait for who has it."""
+    async def _refresh(
+        self, connection_id: str, baseline: int, seen_error: ErrorInfo | None, request_id: str | None
+    ) -> Connection:
+        """Refresh once across replicas: take the lease and call the Builder, or wait for who has it.
+
+        ``baseline`` and ``seen_error`` are what the caller read: a newer token generation is another
+        replica's success, a different ``last_refresh_error`` its recorded refusal (answered the same way).
+        """
         deadline = self.monotonic() + self.rpc_deadline
         while True:
             conn = self._require_active(await self.connections.get(connection_id))
-            if conn.token_generation > baseline:
+            if self._settled_elsewhere(conn, baseline, seen_error):
                 self.connections.metrics.refreshes.labels("coalesced").inc()
                 return conn  # another replica refreshed it
             remaining = deadline - self.monotonic()
@@ -152,7 +161,9 @@ class TokenService:
                 connection_id, holder=self.instance_id, until=lease_until, now=now
             ):
                 try:
-                    return await self._refresh_with_builder(connection_id, baseline, remaining, request_id)
+                    return await self._refresh_with_builder(
+                        connection_id, baseline, seen_error, remaining, request_id
+                    )
                 finally:
                     with contextlib.suppress(Exception):  # an expiring lease is the fallback
                         await self.repo.release_refresh_lease(connection_id, holder=self.instance_id)
@@ -177,11 +188,27 @@ class TokenService:
             )
         log.warning("token refresh refused by the Builder", connection_id=connection_id, code=code)
 
+    def _settled_elsewhere(self, conn: Connection, baseline: int, seen_error: ErrorInfo | None) -> bool:
+        """True when another refresh stored a token since the caller's read; raises the refusal when
+        another refresh was refused since then (its waiters answer with it instead of asking again)."""
+        if conn.token_generation > baseline:
+            return True
+        failure = conn.last_refresh_error
+        if failure is not None and failure != seen_error:
+            self.connections.metrics.refreshes.labels("coalesced").inc()
+            raise _refusal(failure.code, failure.message, retryable=False)
+        return False
+
     async def _refresh_with_builder(
-        self, connection_id: str, baseline: int, deadline: float, request_id: str | None
+        self,
+        connection_id: str,
+        baseline: int,
+        seen_error: ErrorInfo | None,
+        deadline: float,
+        request_id: str | None,
     ) -> Connection:
         current = self._require_active(await self.connections.get(connection_id))
-        if current.token_generation > baseline:
+        if self._settled_elsewhere(current, baseline, seen_error):
             return current  # refreshed between our read and our lease
         command = RefreshConnectionToken(
             connection_id=connection_id, recipient_key_id=self.connections.opener.active_kid
@@ -204,10 +231,7 @@ class TokenService:
             metrics.refreshes.labels("failed").inc()
             cause = reply.error.code.value
             await self._record_refresh_failure(connection_id, baseline, cause, reply.error.message)
-            message = f"the Builder could not refresh the token ({cause}): {reply.error.message}"
-            if reply.error.retryable or reply.error.code in RETRYABLE_CODES:
-                raise BuilderUnavailable(message, retry_after=30, cause=cause)
-            raise TokenRefreshFailed(message, cause=cause)
+            raise _refusal(cause, reply.error.message, retryable=reply.error.retryable)
         if not isinstance(reply, ConnectionTokenRefreshed) or reply.connection_id != connection_id:
             raise TokenRefreshFailed(f"the Builder answered a refresh with {reply.message_type}")
         refreshed = reply
@@ -227,3 +251,11 @@ class TokenService:
         conn, _ = await update_with_cas(self.repo, connection_id, change)
         log.info("token refreshed", connection_id=connection_id)
         return conn
+
+
+def _refusal(code: str, message: str, *, retryable: bool) -> BuilderUnavailable | TokenRefreshFailed:
+    """The error a Builder's refusal of a refresh becomes (for the replica that asked and its waiters)."""
+    text = f"the Builder could not refresh the token ({code}): {message}"
+    if retryable or code in {c.value for c in RETRYABLE_CODES}:
+        return BuilderUnavailable(text, retry_after=30, cause=code)
+    return TokenRefreshFailed(text, cause=code)

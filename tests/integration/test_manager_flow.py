@@ -185,6 +185,27 @@ async def test_two_manager_instances_coalesce_fifty_forced_refreshes_into_one_co
     assert doc["refresh_lease"] is None
 
 
+async def test_two_manager_instances_share_one_refused_refresh_instead_of_each_asking_again(
+    manager_stack: ManagerStack,
+) -> None:
+    s = manager_stack
+    s.builder.refresh_delay = 0.3
+    a = await s.start_app("mgr-a")
+    b = await s.start_app("mgr-b")
+    key = await s.api_key()
+    conn = await s.create_active(a, key, "acme-prod")
+    s.builder.fail_refreshes[conn["id"]] = ErrorCode.USER_INACTIVE
+    url = f"/v1/connections/{conn['id']}/token?force_refresh=true"
+
+    responses = await asyncio.gather(
+        *(client.get(url, headers=auth(key)) for _ in range(10) for client in (a, b))
+    )
+    bodies = [await r.json() for r in responses]
+    assert [r.status for r in responses] == [502] * 20, bodies
+    assert {(p["code"], p["cause"]) for p in bodies} == {("token_refresh_failed", "user_inactive")}
+    assert len(s.builder.commands(RefreshConnectionToken)) == 1
+
+
 async def test_a_pending_connection_unanswered_past_the_deadline_is_sent_again_by_the_sweeper(
     manager_stack: ManagerStack,
 ) -> None:

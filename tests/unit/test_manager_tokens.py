@@ -71,6 +71,31 @@ async def test_forced_refreshes_on_two_replicas_sharing_a_store_send_one_command
     assert shared_repo.docs[conn.id]["refresh_lease"] is None
 
 
+async def test_a_refused_refresh_is_shared_with_the_other_replicas_waiters_not_asked_again() -> None:
+    async def refuse(command: Any) -> Contract:
+        return CommandFailed(
+            connection_id=command.connection_id,
+            command_type=RefreshConnectionToken.message_type,
+            error=ErrorDetail(code=ErrorCode.USER_INACTIVE, message="the user is inactive"),
+        )
+
+    shared_repo = FakeConnections()
+    a = make_world(repo=shared_repo, instance_id="mgr-a", rpc_delay=0.1, rpc_answer=refuse)
+    b = make_world(
+        repo=shared_repo, instance_id="mgr-b", rpc_delay=0.1, rpc_answer=refuse, keys=a.keys, clock=a.clock
+    )
+    conn = await active_connection(a)
+    calls = [r.tokens.for_connection(conn.id, force_refresh=True) for r in (a, b) for _ in range(10)]
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert len(a.rpc.calls) + len(b.rpc.calls) == 1
+    assert all(isinstance(o, TokenRefreshFailed) and o.cause == "user_inactive" for o in outcomes), outcomes
+    assert shared_repo.docs[conn.id]["refresh_lease"] is None
+    # a later refresh is a new question: it asks the Builder again
+    with pytest.raises(TokenRefreshFailed):
+        await b.tokens.for_connection(conn.id, force_refresh=True)
+    assert len(a.rpc.calls) + len(b.rpc.calls) == 2
+
+
 async def test_a_replica_takes_over_when_the_lease_holder_vanished() -> None:
     w = make_world()
     conn = await active_connection(w)
