@@ -23,7 +23,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SoapObserver = Callable[[bytes, bytes, int], None]
 """Called with (request body, response body, HTTP status) for every SOAP exchange (tests validate them)."""
 
-V = r"v{version:\d+\.\d+}"
+V = r"{version:v\d+\.\d+|latest}"  # "latest" resolves to the newest version
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/services/oauth2/authorize", oauth.authorize),
     ("POST", "/services/oauth2/authorize", oauth.authorize),
@@ -53,7 +53,7 @@ def _kind(request: web.Request) -> str:
         path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
     if path.startswith("/services/Soap/m/"):
         return "soap"
-    if path.startswith("/services/data/v"):
+    if path.startswith(("/services/data/v", "/services/data/latest")):
         return "rest"
     if path.startswith("/id/"):
         return "identity"

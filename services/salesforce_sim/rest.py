@@ -30,7 +30,10 @@ async def versions(request: web.Request) -> web.Response:
 
 
 def _version(request: web.Request) -> str:
-    raw = request.match_info["version"]
+    """The numeric API version of the path (``vNN.N``, or ``latest`` for the newest one)."""
+    if request.match_info["version"] == "latest":
+        return API_VERSIONS[-1]
+    raw = request.match_info["version"].removeprefix("v")
     if raw not in API_VERSIONS:
         if raw.replace(".", "", 1).isdigit() and float(raw) < 31:
             raise web.HTTPGone(

@@ -264,3 +264,17 @@ async def test_an_unknown_preauthorization_setting_is_refused_by_the_admin_api(s
         async with rest.http.request(method, f"{sim}/__sim{path}", json=body) as resp:
             assert resp.status == 400, (path, body, await resp.text())
     assert sim.state.org("acme").user_by_username("admin@acme.example").preauthorization == "ok"
+
+
+async def test_latest_resolves_to_the_newest_version(sim, rest) -> None:
+    async with rest.http.get(f"{sim}/services/data/") as resp:
+        newest = (await resp.json())[-1]["version"]
+    rest.base = rest.base.replace("v68.0", "latest")
+    status, body, _ = await rest.call("GET", "/")
+    assert status == 200 and body["sobjects"] == f"/services/data/v{newest}/sobjects"
+    status, body, headers = await rest.call("GET", "/sobjects/")
+    assert status == 200
+    assert body["sobjects"][0]["urls"]["sobject"].startswith(f"/services/data/v{newest}/")
+    assert "Sforce-Limit-Info" in headers  # counted like any versioned call
+    status, body, _ = await rest.call("GET", "/query", params={"q": "SELECT Id FROM Organization"})
+    assert status == 200 and body["totalSize"] == 1
