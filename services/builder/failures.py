@@ -14,6 +14,8 @@ _ALIASES = {
     "propagation_pending": ErrorCode.PROPAGATION_TIMEOUT,
     "unknown_recipient_key": ErrorCode.INVALID_COMMAND,
     "invalid_input": ErrorCode.INVALID_COMMAND,
+    # another delivery held the connection's lease through every retry: retryable, nothing went wrong
+    "connection_busy": ErrorCode.SALESFORCE_UNAVAILABLE,
 }
 
 
@@ -30,6 +32,11 @@ def failure_reply(message: Any, delivery: Delivery, error: SfconnectError) -> Co
     text = redact_text(error.message) or code.value
     if error.code == "database_unavailable":
         text = f"the Builder's database did not answer ({text}); the command may be sent again"
+    elif error.code == "connection_busy":
+        text = (
+            f"connection {connection_id} was still being handled by another delivery of a command for it "
+            f"after every retry ({text}); the command may be sent again once that one has finished"
+        )
     elif code is ErrorCode.INTERNAL_ERROR:
         text = f"the Builder failed unexpectedly ({text}); the command may be sent again"
     return CommandFailed(

@@ -277,7 +277,13 @@ class Handlers:
                 record.last_access_token = None
                 await self.store.save_connection(record)
             existed = False
-            with step(ErrorCode.APP_CREATION_FAILED, f"deleting app {record.full_name}"):
+            # No code is about deletion: app_creation_failed (the app's metadata was refused), the message
+            # says it was the deletion and that the connection is not deleted yet.
+            what = (
+                f"deleting connection {cmd.connection_id} failed (its app {record.full_name} and permission set "
+                f"{record.permission_set_name} may still exist; send the delete again once fixed)"
+            )
+            with step(ErrorCode.APP_CREATION_FAILED, what):
                 if record.app_kind:
                     existed = await org.delete_app(record.app_kind, record.full_name)
                 ps_id = record.permission_set_id or await org.find_permission_set(record.permission_set_name)

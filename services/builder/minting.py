@@ -35,8 +35,10 @@ def oauth_kind(exc: OAuthError) -> str:
         exc.error == "invalid_grant" and any(p in description for p in _PROPAGATING)
     ):
         return "propagating"
-    if "inactive" in description or exc.error == "inactive_user":
+    if exc.error == "inactive_user":
         return "inactive"
+    if exc.error == "inactive_org":
+        return "org_inactive"
     if exc.error == "invalid_app_access":
         return "not_preauthorized"
     return "refused"
@@ -74,6 +76,12 @@ class Minter:
             if kind == "inactive":
                 raise fail(
                     ErrorCode.USER_INACTIVE, f"Salesforce says user {record.username} is inactive ({answer})"
+                ) from None
+            if kind == "org_inactive":
+                raise fail(
+                    ErrorCode.AUTHORIZATION_REVOKED,
+                    f"Salesforce says org {record.org_id} is inactive ({answer}); the org must be active again "
+                    "(an expired trial or sandbox?) before it can issue tokens",
                 ) from None
             if kind == "not_preauthorized":
                 raise fail(

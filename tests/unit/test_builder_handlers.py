@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 from builder.handlers import Handlers, PropagationPending, failure_reply
+from builder.leases import ConnectionBusy
 from builder.ports import SfUser
-from builder.salesforce.errors import OAuthError, RequestLimitExceeded
+from builder.salesforce.errors import OAuthError, RequestLimitExceeded, SalesforceApiError
 from builder.store import ConnectionStatus, OrgAuthorization
 
 from shared.amqp import Delivery
@@ -344,3 +345,50 @@ def test_failure_replies_carry_stable_codes_and_say_whether_to_retry() -> None:
     odd = failure_reply(cmd, delivery(cmd), SfconnectError("boom 00D000000000001!AQ4AQFakeTokenValue.abcdef"))
     assert isinstance(odd, CommandFailed)
     assert odd.error.code is ErrorCode.INTERNAL_ERROR and "AQ4AQFake" not in odd.error.message
+
+
+def test_a_connection_still_busy_after_every_retry_is_a_retryable_salesforce_unavailable() -> None:
+    cmd = create()
+    busy = ConnectionBusy("connection conn-1 is being handled by another delivery", retry_after=10)
+    reply = failure_reply(cmd, delivery(cmd, attempt=8), busy)
+    assert isinstance(reply, CommandFailed)
+    assert reply.error.code is ErrorCode.SALESFORCE_UNAVAILABLE and reply.error.retryable
+    assert "connection conn-1 was still being handled by another delivery" in reply.error.message
+    assert "unexpectedly" not in reply.error.message
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (OAuthError("inactive_user", "user is inactive"), ErrorCode.USER_INACTIVE),
+        (OAuthError("inactive_org", "organization is inactive"), ErrorCode.AUTHORIZATION_REVOKED),
+    ],
+)
+async def test_an_inactive_user_and_an_inactive_org_get_their_own_codes(
+    world: World, error: OAuthError, code: ErrorCode
+) -> None:
+    world.sf.jwt_errors.append(error)
+    cmd = create()
+    with pytest.raises(SfconnectError) as info:
+        await world.handlers.create_connection(cmd, delivery(cmd))
+    assert info.value.code == code
+    assert error.error in info.value.message
+
+
+async def test_a_refused_deletion_says_it_was_the_deletion(world: World) -> None:
+    cmd = create()
+    await world.handlers.create_connection(cmd, delivery(cmd))
+
+    async def refuse(kind: str, full_name: str) -> bool:
+        raise SalesforceApiError(
+            "Metadata API deleteMetadata failed: CANNOT_DELETE: in use", sf_code="CANNOT_DELETE"
+        )
+
+    world.org.delete_app = refuse  # type: ignore[method-assign]
+    delete = DeleteConnection(connection_id="conn-1")
+    with pytest.raises(SfconnectError) as info:
+        await world.handlers.delete_connection(delete, delivery(delete))
+    assert info.value.code == ErrorCode.APP_CREATION_FAILED
+    assert info.value.message.startswith("deleting connection conn-1 failed")
+    assert "CANNOT_DELETE" in info.value.message
+    assert world.store.connections["conn-1"].status is ConnectionStatus.ACTIVE

@@ -194,6 +194,26 @@ async def test_a_revoked_grant_marks_the_org_needs_reauth_and_raises_authorizati
         await rig.gateway.org(ORG)
 
 
+async def test_a_non_json_4xx_from_a_proxy_during_refresh_is_unavailable_not_revoked(rig: Rig) -> None:
+    rig.server.script(
+        "/services/data/v68.0/sobjects/",
+        json_reply(
+            [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], status=401
+        ),
+    )
+    rig.server.script(
+        "/services/oauth2/token",
+        lambda _r, _b: web.Response(
+            status=403, text="<html>Access denied by proxy</html>", content_type="text/html"
+        ),
+    )
+    org = await rig.gateway.org(ORG)
+    with pytest.raises(SalesforceUnavailable) as info:
+        await org.describe_global(if_modified_since=None)
+    assert info.value.retryable and "HTTP 403 without an OAuth error" in info.value.message
+    assert rig.store.orgs[ORG[:15]].status is OrgStatus.OK
+
+
 async def test_concurrent_refreshes_of_one_org_make_one_refresh_call(rig: Rig) -> None:
     invalid = json_reply(
         [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], status=401

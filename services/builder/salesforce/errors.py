@@ -83,6 +83,11 @@ class OAuthError(SfconnectError):
         self.status = status
         super().__init__(f"Salesforce refused the token request: {error} ({description})")
 
+    @property
+    def unrecognised(self) -> bool:
+        """True when the body was not an OAuth error answer (e.g. an HTML page from a proxy)."""
+        return self.error.startswith("http_")
+
 
 _PERMISSION_CODES = frozenset(
     {
@@ -143,7 +148,7 @@ def oauth_error(status: int, body: str) -> SfconnectError:
         error, description = "", short_body(body, 120)
     if error == "rate_limit_exceeded":
         return RequestLimitExceeded(f"Salesforce token endpoint: {description or error}")
-    return OAuthError(error or f"http_{status}", redact_text(description))
+    return OAuthError(error or f"http_{status}", redact_text(description), status=status)
 
 
 def soap_fault(fault_code: str, fault_string: str, *, operation: str) -> SfconnectError:

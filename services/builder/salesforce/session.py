@@ -119,6 +119,12 @@ class OrgSession:
             self._count("refused")
             if exc.error == "invalid_grant":
                 return await self._refresh_refused(org, exc)
+            if exc.unrecognised:
+                # Not Salesforce's OAuth answer (a proxy or gateway page): nothing says the grant is gone.
+                raise SalesforceUnavailable(
+                    f"the token endpoint for org {org.org_id} answered HTTP {exc.status} without an OAuth "
+                    f"error ({exc.description or 'no detail'}); a proxy in the way?"
+                ) from None
             raise SalesforceApiError(
                 f"Salesforce refused to refresh the Builder's token for org {org.org_id}: "
                 f"{exc.error} ({exc.description}); check SALESFORCE_CLIENT_ID/SECRET",
