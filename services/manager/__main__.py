@@ -167,9 +167,12 @@ async def _rotate(settings: ManagerSettings, batch_size: int) -> int:
         report = await rotate_keys(MongoConnections(db), settings.keyring(), batch_size=batch_size)
     print(
         f"rotated {report.rotated} token(s) to key {settings.keyring().active_kid}; "
-        f"{report.failed} unreadable; {report.passes} pass(es)",
+        f"{report.failed} unreadable; {report.passes} pass(es); "
+        f"{report.remaining} still under an old key",
         file=sys.stderr,
     )
+    if report.remaining and not report.failed:
+        print("records kept changing during the run: run rotate-keys again", file=sys.stderr)
     return 0 if report.complete else 1
 
 

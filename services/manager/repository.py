@@ -93,6 +93,9 @@ class ConnectionRepository(Protocol):
         self, *, active_kid: str, after: str | None, limit: int
     ) -> list[RotationItem]: ...
     async def replace_ciphertext(self, item: RotationItem, new_ciphertext: str) -> bool: ...
+    async def count_tokens_to_rotate(self, *, active_kid: str) -> int:
+        """How many stored tokens are not under ``active_kid``."""
+        ...
 
 
 async def update_with_cas(
@@ -237,11 +240,19 @@ class MongoConnections:
             {"_id": connection_id, "refresh_lease.holder": holder}, {"$set": {"refresh_lease": None}}
         )
 
-    @mongo_errors
-    async def tokens_to_rotate(self, *, active_kid: str, after: str | None, limit: int) -> list[RotationItem]:
-        query: dict[str, Any] = {
+    @staticmethod
+    def _not_under(active_kid: str) -> dict[str, Any]:
+        return {
             "token.ciphertext": {"$exists": True, "$ne": None, "$not": {"$regex": f"^v1\\.{active_kid}\\."}}
         }
+
+    @mongo_errors
+    async def count_tokens_to_rotate(self, *, active_kid: str) -> int:
+        return await self._col.count_documents(self._not_under(active_kid))
+
+    @mongo_errors
+    async def tokens_to_rotate(self, *, active_kid: str, after: str | None, limit: int) -> list[RotationItem]:
+        query = self._not_under(active_kid)
         if after:
             query["_id"] = {"$gt": after}
         cursor = (

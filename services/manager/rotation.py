@@ -3,7 +3,8 @@
 The selection is "ciphertexts not made with the active key", so a run that stops half-way resumes by
 running again. Each write is a compare-and-set on the document's version and old ciphertext: a record
 that changed meanwhile (a refresh stored a new token, already under the active key) is looked at again
-in the next pass instead of being overwritten.
+in the next pass instead of being overwritten. After the last pass the records still under an old key
+are counted (``remaining``): unreadable ones, and ones that kept changing through every pass.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ class RotationReport:
     raced: int = 0
     failed: int = 0
     passes: int = 0
+    remaining: int = 0  # still under an old key when the run ended
 
     @property
     def complete(self) -> bool:
-        return self.failed == 0
+        """True when every stored token is under the active key."""
+        return self.failed == 0 and self.remaining == 0
 
 
 async def rotate_keys(
@@ -72,4 +75,5 @@ async def rotate_keys(
         if raced == 0:
             break
     report.failed = len(unreadable)
+    report.remaining = await repo.count_tokens_to_rotate(active_kid=keyring.active_kid)
     return report

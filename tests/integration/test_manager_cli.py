@@ -127,6 +127,7 @@ async def test_rotate_keys_re_encrypts_stored_tokens_with_the_first_key(
     result = await asyncio.to_thread(_run, ["rotate-keys", "--batch-size", "2"], env)
     assert result.returncode == 0, result.stderr
     assert "rotated 5 token(s) to key k2" in result.stderr
+    assert "0 still under an old key" in result.stderr
     new = Keyring.parse(env["ENCRYPTION_KEYS"])
     async for doc in mongo_db.connections.find({}):
         assert doc["token"]["ciphertext"].startswith("v1.k2.")

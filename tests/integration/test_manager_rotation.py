@@ -65,6 +65,7 @@ async def test_rotation_while_serving_keeps_every_token_readable_and_ends_on_the
     assert failures == []
     assert reads >= len(conns)
     assert report.failed == 0 and report.rotated >= len(conns) - len(refreshed)
+    assert (report.remaining, report.complete) == (0, True)
     docs = [d async for d in s.db.connections.find({})]
     assert len(docs) == len(conns)
     assert all(d["token"]["ciphertext"].startswith("v1.k2.") for d in docs)
@@ -74,7 +75,7 @@ async def test_rotation_while_serving_keeps_every_token_readable_and_ends_on_the
         if c["id"] not in refreshed:
             assert (await r.json())["access_token"] == expected[c["id"]]
     again = await rotate_keys(MongoConnections(s.db), Keyring.parse(both), batch_size=3)
-    assert (again.rotated, again.failed) == (0, 0)
+    assert (again.rotated, again.failed, again.remaining) == (0, 0, 0)
 
 
 async def test_rotation_reports_tokens_it_cannot_read_and_still_rotates_the_rest(
@@ -89,7 +90,7 @@ async def test_rotation_reports_tokens_it_cannot_read_and_still_rotates_the_rest
 
     keys = Keyring.parse(f"k2:{generate_key()},{s.keys.encryption_entry}")
     report = await rotate_keys(MongoConnections(s.db), keys, batch_size=1)
-    assert (report.rotated, report.failed, report.complete) == (1, 1, False)
+    assert (report.rotated, report.failed, report.remaining, report.complete) == (1, 1, 1, False)
     doc = await s.db.connections.find_one({"_id": good["id"]})
     assert doc["token"]["ciphertext"].startswith("v1.k2.")
 

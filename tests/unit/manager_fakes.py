@@ -165,6 +165,10 @@ class FakeConnections:
                 out.append(RotationItem(i, d["version"], token["ciphertext"]))
         return out[:limit]
 
+    async def count_tokens_to_rotate(self, *, active_kid: str) -> int:
+        self.outage.check()
+        return len(await self.tokens_to_rotate(active_kid=active_kid, after=None, limit=len(self.docs) + 1))
+
     async def replace_ciphertext(self, item: RotationItem, new_ciphertext: str) -> bool:
         self.outage.check()
         d = self.docs.get(item.connection_id)
