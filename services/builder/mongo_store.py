@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -263,8 +262,14 @@ class MongoStore:
 
     @mongo_errors
     async def save_connection(self, record: ConnectionRecord) -> None:
-        """Write the whole record (callers hold the connection's lease)."""
-        record = replace(record, created_at=record.created_at or _now(), updated_at=_now())
+        """Write the whole record (callers hold the connection's lease).
+
+        Sets ``created_at`` (first save) and ``updated_at`` on the caller's record itself, so later saves of
+        the same record keep the creation time.
+        """
+        now = _now()
+        record.created_at = record.created_at or now
+        record.updated_at = now
         cid, doc = record.connection_id, connection_to_doc(record, self.keyring)
         await self.connections.replace_one({"_id": cid}, doc, upsert=True)
 

@@ -116,3 +116,21 @@ async def test_a_connection_keeps_its_private_key_and_last_token_encrypted(
     assert loaded.last_access_token == "00D000000000001!minted-secret"
     assert loaded.reply is not None and loaded.reply.issued_at.tzinfo is not None
     assert "minted-secret" not in repr(loaded) and "PRIVATE" not in repr(loaded)
+
+
+async def test_a_record_saved_twice_keeps_its_creation_time(store: MongoStore) -> None:
+    record = ConnectionRecord(
+        connection_id="c2", org_id=ORG, username="u@x.com", admin_email="a@x.com", label="L",
+        requested_kind="auto", full_name="sfc_c2_1", permission_set_name="sfc_c2_1", certificate_pem="PEM",
+    )  # fmt: skip
+    await store.save_connection(record)
+    assert record.created_at is not None and record.updated_at == record.created_at
+    first = await store.get_connection("c2")
+    assert first is not None and first.created_at is not None
+    await asyncio.sleep(0.05)
+    record.label = "L2"
+    await store.save_connection(record)
+    second = await store.get_connection("c2")
+    assert second is not None and second.label == "L2"
+    assert second.created_at == first.created_at
+    assert second.updated_at is not None and second.updated_at > first.created_at

@@ -113,9 +113,8 @@ class FakeStore:
     async def save_connection(self, record: ConnectionRecord) -> None:
         self.saves += 1
         now = datetime.now(UTC)
-        self.connections[record.connection_id] = replace(
-            copy.deepcopy(record), created_at=record.created_at or now, updated_at=now
-        )
+        record.created_at, record.updated_at = record.created_at or now, now  # like MongoStore
+        self.connections[record.connection_id] = copy.deepcopy(record)
 
     async def try_lease(self, key: str, holder: str, seconds: float) -> bool:
         now = datetime.now(UTC)
