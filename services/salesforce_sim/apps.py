@@ -12,7 +12,7 @@ from typing import Literal
 
 from cryptography import x509
 
-from .mdtypes import Record, csv, flag
+from .mdtypes import Record, csv, flag, missing_required
 from .model import random_alnum
 from .registry import rebuild_apps, store
 from .state import Org, RecordError, SimState
@@ -85,10 +85,8 @@ def _credentials(state: SimState, holder: Record, old: Record | None) -> None:
 def _connected_app(state: SimState, org: Org, rec: Record, old: Record | None, preexisting: bool) -> None:
     if old is None and org.knobs.connected_apps_blocked and not preexisting:
         raise RecordError("FIELD_INTEGRITY_EXCEPTION", BLOCKED)
-    _require(rec, "contactEmail", "label")
     oauth = rec.get("oauthConfig")
     if oauth is not None:
-        _require(oauth, "callbackUrl")
         _check_certificate(oauth.get("certificate"))
         _credentials(state, oauth, (old or {}).get("oauthConfig"))
         user = oauth.get("oauthClientCredentialUser")
@@ -175,6 +173,9 @@ def save(
             "not include spaces, not end with an underscore, and not contain two consecutive underscores.",
             ["fullName"],
         )
+    # A record without what the WSDL requires would be stored and later fail readMetadata's schema.
+    if (missing := missing_required(rec, type_name)) is not None:
+        raise RecordError("REQUIRED_FIELD_MISSING", f"Required field is missing: {missing}", [missing])
     if type_name == "PermissionSet":
         return _permission_set(state, org, rec, mode)
     if type_name in ECA_TYPES and not org.knobs.eca_enabled:

@@ -15,26 +15,27 @@ from .soap import MD, XSI, SoapFault, sub
 
 Record = dict[str, Any]
 
-# name[:kind][*]; kind: s (string, default), b (boolean), i (int), x (opaque complex), or a type name here.
+# name[:kind][*][!]; kind: s (string, default), b (boolean), i (int), x (opaque complex), or a type name here;
+# * repeated; ! required by the WSDL (no minOccurs="0").
 _SPECS = {
-    "ConnectedApp": "attributes:x* canvas:x canvasConfig:x contactEmail contactPhone description iconUrl infoUrl "
-    "ipRanges:x* label logoUrl mobileAppConfig:x mobileStartUrl oauthConfig:ConnectedAppOauthConfig "
+    "ConnectedApp": "attributes:x* canvas:x canvasConfig:x contactEmail! contactPhone description iconUrl infoUrl "
+    "ipRanges:x* label! logoUrl mobileAppConfig:x mobileStartUrl oauthConfig:ConnectedAppOauthConfig "
     "oauthPolicy:ConnectedAppOauthPolicy permissionSetName* plugin pluginExecutionUser profileName* "
     "samlConfig:x sessionPolicy:x startUrl",
-    "ConnectedAppOauthConfig": "assetTokenConfig:x callbackUrl certificate consumerKey consumerSecret "
+    "ConnectedAppOauthConfig": "assetTokenConfig:x callbackUrl! certificate consumerKey consumerSecret "
     "idTokenConfig:x isAdminApproved:b isClientCredentialEnabled:b isCodeCredentialEnabled:b "
     "isCodeCredentialPostOnly:b isConsumerSecretOptional:b isIntrospectAllTokens:b isNamedUserJwtEnabled:b "
     "isPkceRequired:b isRefreshTokenRotationEnabled:b isSecretRequiredForRefreshToken:b "
     "isSecretRequiredForTokenExchange:b isTokenExchangeEnabled:b oauthClientCredentialUser scopes* singleLogoutUrl",
-    "ConnectedAppOauthPolicy": "ipRelaxation isTokenExchangeFlowEnabled:b refreshTokenPolicy singleLogoutUrl",
+    "ConnectedAppOauthPolicy": "ipRelaxation! isTokenExchangeFlowEnabled:b refreshTokenPolicy! singleLogoutUrl",
     "PermissionSet": "applicationVisibilities:x* classAccesses:x* customMetadataTypeAccesses:x* "
     "customPermissions:x* customSettingAccesses:x* description emailRoutingAddressAccesses:x* "
     "externalCredentialPrincipalAccesses:x* externalDataSourceAccesses:x* fieldPermissions:x* flowAccesses:x* "
-    "hasActivationRequired:b label license objectPermissions:x* pageAccesses:x* recordTypeVisibilities:x* "
+    "hasActivationRequired:b label! license objectPermissions:x* pageAccesses:x* recordTypeVisibilities:x* "
     "tabSettings:x* userPermissions:x*",
     "ExternalClientApplication": "contactEmail contactPhone description distributionState iconUrl infoUrl "
     "isProtected:b label logoUrl managedType orgScopedExternalApp",
-    "ExtlClntAppGlobalOauthSettings": "callbackUrl certificate consumerKey consumerSecret externalClientApplication "
+    "ExtlClntAppGlobalOauthSettings": "callbackUrl certificate consumerKey consumerSecret externalClientApplication! "
     "idTokenConfig:x isClientCredentialsFlowEnabled:b isCodeCredFlowEnabled:b isCodeCredPostOnly:b "
     "isConsumerSecretOptional:b isDeviceFlowEnabled:b isIntrospectAllTokens:b isNamedUserJwtEnabled:b "
     "isPkceRequired:b isRefreshTokenRotationEnabled:b isSecretRequiredForRefreshToken:b "
@@ -42,11 +43,11 @@ _SPECS = {
     "shouldRotateConsumerSecret:b",
     "ExtlClntAppOauthSettings": "areAttributesIncludedInAssetToken:b areCustomPermsIncludedInAssetToken:b "
     "assetTokenAudiences assetTokenSigningCertificate assetTokenValidity:i clientAssertionCertificate "
-    "commaSeparatedCustomScopes commaSeparatedOauthScopes customAttributes:x* externalClientApplication "
+    "commaSeparatedCustomScopes commaSeparatedOauthScopes customAttributes:x* externalClientApplication! "
     "isFirstPartyAppEnabled:b label oauthLink singleLogoutUrl trustedIpRanges:x*",
     "ExtlClntAppOauthConfigurablePolicies": "apexHandler clientCredentialsFlowUser commaSeparatedCustomScopes "
     "commaSeparatedPermissionSet commaSeparatedProfile customAttributes:x* executeHandlerAs "
-    "externalClientApplication guestJwtTimeout:i ipRelaxationPolicyType isClientCredentialsFlowEnabled:b "
+    "externalClientApplication! guestJwtTimeout:i ipRelaxationPolicyType isClientCredentialsFlowEnabled:b "
     "isGuestCodeCredFlowEnabled:b isNamedUserJwtEnabled:b isTokenExchangeFlowEnabled:b label "
     "namedUserJwtTimeout:i permittedUsersPolicyType policyAction refreshTokenPolicyType "
     "refreshTokenValidityPeriod:i refreshTokenValidityUnit requiredSessionLevel sessionTimeoutInMinutes:i "
@@ -90,6 +91,7 @@ ENUMS: dict[tuple[str, str], tuple[str, set[str]]] = {
 def _spec(text: str) -> list[tuple[str, str, bool]]:
     out = []
     for item in text.split():
+        item = item.rstrip("!")
         repeated = item.endswith("*")
         name, _, kind = item.rstrip("*").partition(":")
         out.append((name, kind or "s", repeated))
@@ -97,6 +99,29 @@ def _spec(text: str) -> list[tuple[str, str, bool]]:
 
 
 SPECS = {name: _spec(text) for name, text in _SPECS.items()}
+REQUIRED = {
+    name: [item.rstrip("!").rstrip("*").partition(":")[0] for item in text.split() if item.endswith("!")]
+    for name, text in _SPECS.items()
+}
+
+
+def missing_required(record: Record, type_name: str) -> str | None:
+    """The first field the WSDL requires that ``record`` (or a typed sub-record in it) lacks or leaves blank."""
+    for name in REQUIRED[type_name]:
+        value = record.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()) or value == []:
+            return name
+    for name, kind, _repeated in SPECS[type_name]:
+        if kind not in SPECS or name not in record:
+            continue
+        value = record[name]
+        for item in value if isinstance(value, list) else [value]:
+            found = missing_required(item, kind) if isinstance(item, dict) else None
+            if found:
+                return found
+    return None
+
+
 TOP_LEVEL = {"ConnectedApp", "PermissionSet", *(t for t in SPECS if t.startswith(("External", "Extl")))}
 
 

@@ -361,3 +361,63 @@ async def test_an_expired_session_is_an_invalid_session_fault(soap) -> None:
         "INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: Illegal Session",
     )
     assert doc.findtext(".//m:exceptionCode", namespaces=NS) == "INVALID_SESSION_ID"
+
+
+@pytest.mark.parametrize(
+    ("policy", "missing"),
+    [
+        (
+            "<met:oauthPolicy><met:ipRelaxation>ENFORCE</met:ipRelaxation></met:oauthPolicy>",
+            "refreshTokenPolicy",
+        ),
+        (
+            "<met:oauthPolicy><met:refreshTokenPolicy>infinite</met:refreshTokenPolicy></met:oauthPolicy>",
+            "ipRelaxation",
+        ),
+    ],
+)
+async def test_a_create_without_a_field_the_wsdl_requires_is_a_save_result_error(
+    soap, policy, missing
+) -> None:
+    client, _ = soap
+    app = connected_app("Half_App").replace("<met:permissionSetName>", f"{policy}<met:permissionSetName>")
+    # The request itself breaks the schema (as a lenient client could send it).
+    _, doc = await client.call(f"<met:createMetadata>{app}<!--invalid-on-purpose--></met:createMetadata>")
+    result = doc.find(".//m:result", namespaces=NS)
+    assert result is not None
+    assert [
+        result.findtext(f"m:{n}", namespaces=NS)
+        for n in ("success", "errors/m:statusCode", "errors/m:fields")
+    ] == ["false", "REQUIRED_FIELD_MISSING", missing]
+    assert result.findtext("m:errors/m:message", namespaces=NS) == f"Required field is missing: {missing}"
+    assert "Half_App" not in client.sim.state.org("acme").metadata.get("ConnectedApp", {})
+    _, doc = await client.call(
+        "<met:readMetadata><met:type>ConnectedApp</met:type><met:fullNames>Half_App</met:fullNames></met:readMetadata>"
+    )
+    assert re.search(rb"<records/>", etree.tostring(doc))
+
+
+async def test_a_complete_oauth_policy_is_stored_and_read_back_schema_valid(soap) -> None:
+    client, _ = soap
+    policy = "<met:oauthPolicy><met:ipRelaxation>ENFORCE</met:ipRelaxation><met:refreshTokenPolicy>infinite</met:refreshTokenPolicy></met:oauthPolicy>"
+    app = connected_app("Whole_App").replace("<met:permissionSetName>", f"{policy}<met:permissionSetName>")
+    _, doc = await client.call(f"<met:createMetadata>{app}</met:createMetadata>")
+    assert doc.findtext(".//m:success", namespaces=NS) == "true"
+    _, doc = await client.call(
+        "<met:readMetadata><met:type>ConnectedApp</met:type><met:fullNames>Whole_App</met:fullNames></met:readMetadata>"
+    )
+    assert doc.findtext(".//m:oauthPolicy/m:refreshTokenPolicy", namespaces=NS) == "infinite"
+
+
+def test_the_required_marks_match_the_wsdl() -> None:
+    from salesforce_sim.mdtypes import REQUIRED
+
+    root = etree.parse(str(sim_wsdl.WSDL)).getroot().find(f".//{{{sim_wsdl.XSD}}}schema")
+    assert root is not None
+    for type_name, required in REQUIRED.items():
+        declared = root.find(f"{{{sim_wsdl.XSD}}}complexType[@name='{type_name}']")
+        assert declared is not None, type_name
+        wsdl_required = [
+            el.get("name") for el in declared.iter(f"{{{sim_wsdl.XSD}}}element") if el.get("minOccurs") != "0"
+        ]
+        assert required == wsdl_required, type_name
