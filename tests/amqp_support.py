@@ -15,6 +15,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from shared.amqp import Publisher, Topology, connect
+from tests import infra
 
 INSTANCE = "i1"
 RPC_INSTANCES = (INSTANCE, "recovery")  # deleted after every test
@@ -109,6 +110,10 @@ async def wait_until(predicate: Any, *, deadline: float, what: str, interval: fl
 
 
 def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
+    """Run the local ``rabbitmqctl``; the test fails with what is needed when it cannot control the
+    session's broker (AMQP_URL or testcontainers may have chosen another one)."""
+    if failure := infra.broker_control_failure(infra.INFRA.amqp_url):
+        pytest.fail(failure, pytrace=False)
     done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout, check=True)
     return done.stdout
 

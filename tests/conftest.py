@@ -26,6 +26,15 @@ def amqp_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def broker_control(amqp_url: str) -> str:
+    """For tests that drive the broker with the local ``rabbitmqctl``: fails (never skips) with what is
+    needed when the chosen broker is not the node ``rabbitmqctl`` on this machine controls."""
+    if failure := infra.broker_control_failure(amqp_url):
+        pytest.fail(failure, pytrace=False)
+    return amqp_url
+
+
 @pytest.fixture(scope="session")
 def mongodb_url() -> Iterator[str]:
     """URL of a real MongoDB-wire server."""

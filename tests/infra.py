@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ipaddress
+import json
 import os
 import shutil
 import socket
@@ -21,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 SECANTUS_VERSION = "0.7.0b3"
@@ -31,6 +35,7 @@ class Infra:
     """What the session used, printed at the end of the run."""
 
     used: dict[str, str] = field(default_factory=dict)
+    amqp_url: str | None = None  # the broker this session chose
 
 
 INFRA = Infra()
@@ -77,10 +82,84 @@ def amqp_ping(url: str, deadline_s: float = 10.0) -> None:
     asyncio.run(ping())
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@functools.cache
+def broker_control_problem(url: str) -> str | None:
+    """Why ``rabbitmqctl`` on this machine cannot control the broker at ``url``; None when it can.
+
+    It can when the URL's host is loopback, ``rabbitmqctl`` is installed and answers, and the node it talks
+    to listens for AMQP on the URL's port (a testcontainers broker on a mapped port, or another broker
+    reached through ``AMQP_URL``, is not the node the local ``rabbitmqctl`` controls).
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 5672
+    if not _is_loopback(host):
+        return f"the broker at {host}:{port} is not on this machine"
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl is not installed on this machine"
+    try:
+        done = subprocess.run(
+            ["rabbitmqctl", "status", "--formatter", "json"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"rabbitmqctl status did not answer ({type(exc).__name__})"
+    if done.returncode != 0:
+        return f"rabbitmqctl status failed: {done.stderr.strip()[-300:]}"
+    try:
+        listeners = json.loads(done.stdout).get("listeners", [])
+    except ValueError:
+        return "rabbitmqctl status did not print JSON"
+    ports = sorted({int(x["port"]) for x in listeners if str(x.get("protocol", "")).startswith("amqp")})
+    if port not in ports:
+        return (
+            f"the node rabbitmqctl controls listens for AMQP on {ports or 'no port'}, "
+            f"not on port {port} of the broker under test (a container or another broker?)"
+        )
+    return None
+
+
+def broker_control_failure(url: str | None) -> str | None:
+    """The message a test that must control the broker fails with; None when it may."""
+    if url is None:
+        return "no broker was chosen for this session (use the amqp_url fixture first)"
+    problem = broker_control_problem(url)
+    if problem is None:
+        return None
+    return (
+        f"this test controls the broker with rabbitmqctl, but {problem}. Run it against a RabbitMQ node "
+        "on this machine that rabbitmqctl can reach: unset AMQP_URL (or point it at 127.0.0.1:5672) and set "
+        "SFCONNECT_TESTCONTAINERS=off, with rabbitmq-server installed and started"
+    )
+
+
 @contextlib.contextmanager
 def rabbitmq() -> Iterator[str]:
+    with _rabbitmq() as url:
+        previous, INFRA.amqp_url = INFRA.amqp_url, url
+        try:
+            yield url
+        finally:
+            INFRA.amqp_url = previous
+
+
+@contextlib.contextmanager
+def _rabbitmq() -> Iterator[str]:
     if url := os.environ.get("AMQP_URL"):
-        amqp_ping(url)
+        try:
+            amqp_ping(url)
+        except Exception as exc:
+            raise RuntimeError(
+                f"AMQP_URL is set but no broker at {_where(url)} accepted a connection within 10s "
+                f"({type(exc).__name__}); fix or unset AMQP_URL"
+            ) from None
         INFRA.used["rabbitmq"] = "from AMQP_URL"
         yield url
         return
@@ -158,9 +237,39 @@ class SecantusProcess:
         self.proc = None
 
 
+MONGODB_PING_DEADLINE_S = 10.0
+
+
+def mongodb_ping(url: str, deadline_s: float = MONGODB_PING_DEADLINE_S) -> None:
+    """Ping the MongoDB-wire server at ``url``; one clear error when it does not answer in time."""
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    ms = int(deadline_s * 1000)
+    try:
+        client: MongoClient[dict[str, object]] = MongoClient(
+            url, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms, socketTimeoutMS=ms
+        )
+        try:
+            client.admin.command("ping")
+        finally:
+            client.close()
+    except (PyMongoError, ValueError) as exc:
+        raise RuntimeError(
+            f"MONGODB_URL is set but no MongoDB-wire server at {_where(url)} answered a ping within "
+            f"{deadline_s:g}s ({type(exc).__name__}); fix or unset MONGODB_URL"
+        ) from None
+
+
+def _where(url: str) -> str:
+    """The host part of a URL, without credentials (safe to print)."""
+    return urlsplit(url).netloc.rpartition("@")[2] or "(no host)"
+
+
 @contextlib.contextmanager
 def mongodb() -> Iterator[str]:
     if url := os.environ.get("MONGODB_URL"):
+        mongodb_ping(url, MONGODB_PING_DEADLINE_S)
         INFRA.used["mongodb"] = "from MONGODB_URL"
         yield url
         return

@@ -222,7 +222,7 @@ async def test_a_publish_not_confirmed_within_its_deadline_raises_publish_timeou
 
 
 async def test_declaring_the_topology_again_is_harmless_and_the_arguments_are_explicit(
-    amqp_env: AmqpEnv,
+    amqp_env: AmqpEnv, broker_control: str
 ) -> None:
     topo = amqp_env.topology
     async with amqp_env.connection.channel() as channel:

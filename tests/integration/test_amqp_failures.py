@@ -245,7 +245,7 @@ async def test_an_rpc_call_nobody_answers_times_out_cleanly(amqp_env: AmqpEnv) -
 
 
 async def test_a_pending_rpc_fails_promptly_when_the_connection_is_lost_and_the_next_call_works(
-    amqp_env: AmqpEnv,
+    amqp_env: AmqpEnv, broker_control: str
 ) -> None:
     topo = amqp_env.topology
     conn = await amqp_env.connect("rpc")
