@@ -62,13 +62,18 @@ class StoredToken:
 
 @dataclass(frozen=True)
 class CommandRecord:
-    """The outbox entry: recorded (with its message id) before publishing, marked once the broker confirmed."""
+    """The outbox entry: recorded (with its message id) before publishing, marked once the broker confirmed.
+
+    ``attempts`` counts tries to publish (a refused publish during a broker outage included);
+    ``publishes`` counts the ones the broker confirmed, the only ones the Builder can have answered.
+    """
 
     message_id: str
     type: str
     recorded_at: datetime
     published_at: datetime | None = None
     attempts: int = 1
+    publishes: int = 0
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,11 @@ from shared.sealing import Opener
 
 log = get_logger("manager.outbox")
 
-MAX_ATTEMPTS = 30  # with PENDING_REPUBLISH_SECONDS=120: about an hour without an answer
+# Confirmed publishes without an answer before giving up: with PENDING_REPUBLISH_SECONDS=120 about an
+# hour of the Builder being reachable (well past its 15-minute propagation deadline). Publishes the broker
+# refused (an outage) do not count: the Builder never saw them, and giving up would orphan the app it
+# goes on to create once the command gets through.
+MAX_ATTEMPTS = 30
 NO_REPLY = "builder_no_reply"
 
 
@@ -87,8 +91,8 @@ class Outbox:
     async def _give_up(self, conn: Connection, now: datetime) -> None:
         """The Builder never answered: record that on the connection instead of publishing forever."""
         assert conn.command is not None
-        attempts, kind, expected = conn.command.attempts, conn.command.type, conn.command.message_id
-        message = f"the Builder did not answer {kind} after {attempts} attempts"
+        publishes, kind, expected = conn.command.publishes, conn.command.type, conn.command.message_id
+        message = f"the Builder did not answer {kind} after {publishes} confirmed publishes"
 
         def change(current: Connection) -> Connection | None:
             if current.command is None or current.command.message_id != expected:
@@ -100,7 +104,7 @@ class Outbox:
         _, changed = await update_with_cas(self.repo, conn.id, change)
         if changed:
             log.warning(
-                "gave up on an unanswered command", connection_id=conn.id, type=kind, attempts=attempts
+                "gave up on an unanswered command", connection_id=conn.id, type=kind, publishes=publishes
             )
 
     def record(self, kind: str, now: datetime) -> CommandRecord:
@@ -116,7 +120,7 @@ class Outbox:
         sent = 0
         for conn in due:
             assert conn.command is not None
-            if conn.command.published_at is not None and conn.command.attempts >= self.max_attempts:
+            if conn.command.published_at is not None and conn.command.publishes >= self.max_attempts:
                 await self._give_up(conn, now)
                 continue
             message_id = str(uuid.uuid4())

@@ -181,7 +181,7 @@ class MongoConnections:
     async def mark_published(self, connection_id: str, message_id: str, *, at: datetime) -> bool:
         result = await self._col.update_one(
             {"_id": connection_id, "command.message_id": message_id},
-            {"$set": {"command.published_at": at}},
+            {"$set": {"command.published_at": at}, "$inc": {"command.publishes": 1}},
         )
         return result.matched_count == 1
 

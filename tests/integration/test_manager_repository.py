@@ -113,6 +113,10 @@ async def test_the_outbox_finds_unpublished_and_overdue_commands_and_one_sweeper
     got = await repo.get("con_overdue")
     assert got is not None and got.command is not None
     assert (got.command.message_id, got.command.published_at, got.command.attempts) == ("n1", None, 2)
+    assert got.command.publishes == 1  # the claim is an attempt; only a confirmed publish counts here
+    assert await repo.mark_published("con_overdue", "n1", at=now)
+    got = await repo.get("con_overdue")
+    assert got is not None and got.command is not None and got.command.publishes == 2
 
 
 async def test_rotation_candidates_skip_the_active_key_and_writes_are_compare_and_set(

@@ -102,6 +102,7 @@ class FakeConnections:
         doc = self.docs.get(connection_id)
         if doc and doc.get("command") and doc["command"]["message_id"] == message_id:
             doc["command"]["published_at"] = at
+            doc["command"]["publishes"] = doc["command"].get("publishes", 0) + 1
             return True
         return False
 

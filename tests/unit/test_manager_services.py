@@ -244,3 +244,30 @@ async def test_a_command_the_builder_never_answers_is_given_up_after_its_attempt
     assert stored is not None and stored.status is ConnectionStatus.FAILED
     assert stored.error is not None and stored.error.code == NO_REPLY
     assert str(MAX_ATTEMPTS) in stored.error.message
+
+
+async def test_publishes_refused_during_a_broker_outage_do_not_count_toward_giving_up() -> None:
+    from manager.outbox import MAX_ATTEMPTS
+
+    w = make_world()
+    w.publisher.fail_with = BrokerUnavailable("broker down")
+    conn = await w.connections.create(new_connection())
+    for _ in range(MAX_ATTEMPTS + 5):  # a long outage: every sweep claims the command, no publish lands
+        w.clock.advance(11)
+        await w.connections.sweep_once()
+    assert w.repo.docs[conn.id]["command"]["attempts"] > MAX_ATTEMPTS
+    assert w.publisher.sent == []
+
+    w.publisher.fail_with = None  # the broker is back: the command gets its full share of publishes
+    w.clock.advance(11)
+    assert await w.connections.sweep_once() == 1
+    for _ in range(MAX_ATTEMPTS - 1):
+        w.clock.advance(121)
+        assert await w.connections.sweep_once() == 1
+        stored = await w.repo.get(conn.id)
+        assert stored is not None and stored.status is ConnectionStatus.PENDING
+    w.clock.advance(121)
+    assert await w.connections.sweep_once() == 0
+    stored = await w.repo.get(conn.id)
+    assert stored is not None and stored.status is ConnectionStatus.FAILED
+    assert len(w.publisher.sent) == MAX_ATTEMPTS
