@@ -114,10 +114,15 @@ async def test_duplicate_replies_are_harmless(manager_stack: ManagerStack) -> No
     await _publish_reply(s, failure)
 
     async def processed() -> bool:
+        # both, not only the last one published: aiormq runs deliveries as tasks, so the failure can be
+        # recorded before the duplicate ConnectionCreated is
         text = await (await client.get("/metrics")).text()
-        return 'sfconnect_manager_replies_total{outcome="ignored",type="command.failed.v1"} 1.0' in text
+        return all(
+            f'sfconnect_manager_replies_total{{outcome="ignored",type="{kind}"}} 1.0' in text
+            for kind in (ConnectionCreated.message_type, CommandFailed.message_type)
+        )
 
-    await eventually(processed, what="duplicates processed")
+    await eventually(processed, what="both duplicates processed")
     after = await s.db.connections.find_one({"_id": conn["id"]})
     assert after == before
     r = await client.get(f"/v1/connections/{conn['id']}/token", headers=auth(key))
