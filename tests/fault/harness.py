@@ -99,6 +99,15 @@ class FaultStack(Stack):
             self.api_keys.append(out.strip().splitlines()[-1])
         return out
 
+    def add_database(self, name: str) -> str:
+        """Another SecantusDB process of this stack (stopped with it, after the secret scan); its URL."""
+        exe = Path(self.python).with_name("secantusd-py")
+        port = free_port()
+        argv = [str(exe), "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"]
+        argv += ["--storage-path", str(self.workdir / f"{name}-data")]
+        self._launch(Proc(name, argv, self._env(), self.logs_dir / f"{name}.log", port=port))
+        return f"mongodb://127.0.0.1:{port}/"
+
     def builders(self) -> list[str]:
         return [n for n in self.procs if n.startswith("builder")]
 
@@ -120,14 +129,21 @@ def start_fault_stack(
     managers: int = 1,
     builder_env: dict[str, str] | None = None,
     manager_env: dict[str, str] | None = None,
+    builder_database: bool = False,
     **stack_args: Any,
 ) -> FaultStack:
-    """Database, recording simulator, N Builders and M Managers as separate processes."""
+    """Database, recording simulator, N Builders and M Managers as separate processes.
+
+    ``builder_database``: the Builders get a SecantusDB server of their own, ``secantusdb-builder`` (not
+    ``builder-...``: that prefix names the Builders).
+    """
     stack = FaultStack(amqp_url=amqp_url, amqp_prefix=f"f{uuid.uuid4().hex[:8]}.", **stack_args)
     ports = [free_port() for _ in range(builders)]
     try:
         stack.start_database()
         stack.start_simulator(ports)
+        if builder_database:
+            builder_env = {**(builder_env or {}), "MONGODB_URL": stack.add_database("secantusdb-builder")}
         for i, port in enumerate(ports):
             name = f"builder{i + 1}" if builders > 1 else "builder"
             stack.add_builder(name, port=port, **(builder_env or {}))

@@ -6,7 +6,8 @@ token it received), the stack's own configuration (client secret, admin key, enc
 Manager's private key), the API keys the harness minted, the tokens the Manager served to the test, and
 the Builder's per-connection private keys and org tokens, decrypted from its database with its keyring.
 
-Places searched: the raw BSON of every document of both databases, every message waiting in every queue
+Places searched: the raw BSON of every document of every database the stack's services use (read from
+each service's MONGODB_URL and MONGODB_DATABASE, so a Builder with a server of its own is covered), every message waiting in every queue
 of the stack's prefix (dead letters included; read with basic_get and requeued, headers included), and
 every log file of the stack.
 """
@@ -30,6 +31,25 @@ from tests.fault.harness import FaultStack
 
 MIN_SECRET_LENGTH = 16
 DATABASES = ("sfconnect_manager", "sfconnect_builder")
+
+
+def databases(stack: FaultStack, services: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """(MongoDB URL, database name) of every service of the stack (or of ``services``), from the
+    environment it was started with; the default databases on the stack's own server are always in."""
+    found: set[tuple[str, str]] = set()
+    for name in stack.services() if services is None else services:
+        env = stack.procs[name].env
+        url, db = env.get("MONGODB_URL") or stack.mongodb_url, env.get("MONGODB_DATABASE")
+        if url and db:
+            found.add((url, db))
+    if services is None and stack.mongodb_url:
+        found.update((stack.mongodb_url, db) for db in DATABASES)
+    return sorted(found)
+
+
+def where(url: str, db: str) -> str:
+    """A database named by its host and port only (never a password a URL may hold)."""
+    return f"{db}@{urllib.parse.urlsplit(url).netloc.rpartition('@')[2]}"
 
 
 @dataclass
@@ -70,6 +90,7 @@ class Haystack:
     """Where a secret could leak: named byte blobs."""
 
     blobs: list[tuple[str, bytes]] = field(default_factory=list)
+    databases: list[str] = field(default_factory=list)
     documents: int = 0
     messages: int = 0
     log_bytes: int = 0
@@ -99,11 +120,17 @@ async def harvest_builder_secrets(stack: FaultStack) -> None:
 
     Called at the end and, for flows that delete connections (and so their keys), while they run.
     """
+    builder_dbs = databases(stack, stack.builders()) or [(str(stack.mongodb_url), "sfconnect_builder")]
+    for url, name in builder_dbs:
+        await _harvest_one(stack, url, name)
+
+
+async def _harvest_one(stack: FaultStack, url: str, name: str) -> None:
     keyring = Keyring.parse(stack.builder_keys)
-    client: AsyncMongoClient[Any] = AsyncMongoClient(stack.mongodb_url, serverSelectionTimeoutMS=10_000)
+    client: AsyncMongoClient[Any] = AsyncMongoClient(url, serverSelectionTimeoutMS=10_000)
     found = stack.harvested
     try:
-        db = client["sfconnect_builder"]
+        db = client[name]
         async for doc in db["connections"].find({}):
             cid = doc["_id"]
             if doc.get("private_key"):
@@ -145,18 +172,19 @@ async def collect_secrets(stack: FaultStack, served_tokens: Iterable[str] = ()) 
 
 
 async def _database_blobs(stack: FaultStack, hay: Haystack) -> None:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(
-        stack.mongodb_url, document_class=RawBSONDocument, serverSelectionTimeoutMS=10_000
-    )
-    try:
-        for name in DATABASES:
+    for url, name in databases(stack):
+        client: AsyncMongoClient[Any] = AsyncMongoClient(
+            url, document_class=RawBSONDocument, serverSelectionTimeoutMS=10_000
+        )
+        try:
             db = client[name]
             for coll in await db.list_collection_names():
                 async for doc in db[coll].find({}):
-                    hay.blobs.append((f"db {name}.{coll}", bytes(doc.raw)))
+                    hay.blobs.append((f"db {where(url, name)}.{coll}", bytes(doc.raw)))
                     hay.documents += 1
-    finally:
-        await client.close()
+        finally:
+            await client.close()
+        hay.databases.append(where(url, name))
 
 
 def _queues_with_prefix(prefix: str) -> list[str]:
@@ -199,6 +227,7 @@ class ScanReport:
     """What was searched for, where, and every hit (kind of secret, place)."""
 
     secrets: dict[str, int]
+    databases: list[str]
     documents: int
     messages: int
     log_bytes: int
@@ -207,6 +236,7 @@ class ScanReport:
     def figures(self) -> dict[str, Any]:
         return {
             "secrets_checked": self.secrets,
+            "databases_scanned": self.databases,
             "documents_scanned": self.documents,
             "queued_messages_scanned": self.messages,
             "log_bytes_scanned": self.log_bytes,
@@ -228,4 +258,4 @@ async def scan(stack: FaultStack, served_tokens: Iterable[str] = ()) -> ScanRepo
         for kind, needle in needles:
             if needle in blob:
                 hits.append((kind, where))
-    return ScanReport(secrets.counts(), hay.documents, hay.messages, hay.log_bytes, hits)
+    return ScanReport(secrets.counts(), hay.databases, hay.documents, hay.messages, hay.log_bytes, hits)

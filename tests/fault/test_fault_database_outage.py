@@ -2,7 +2,8 @@
 being created: the Manager answers 503 problem documents meanwhile, never crashes, recovers by itself, and
 the Builder's replies that arrived during the outage wait in the broker and are applied afterwards.
 
-The Builder keeps its own database server here, so it goes on working and replying during the outage.
+The Builder keeps its own database server here (``secantusdb-builder``, a process of the stack, so the secret
+scan at the end covers it too), so it goes on working and replying during the outage.
 A long outage (longer than the replies consumer's retries) is opt-in: SFCONNECT_FAULT_SLOW=1.
 """
 
@@ -10,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -21,24 +20,13 @@ import pytest
 
 from tests.fault.conftest import Launch
 from tests.fault.harness import ALL_SCOPES, Api, duplicates, eventually, outcome_figures, write_figures
-from tests.infra import SecantusProcess
+from tests.fault.secrets_scan import databases, harvest_builder_secrets
 
 pytestmark = pytest.mark.fault
 
 SLOW = os.environ.get("SFCONNECT_FAULT_SLOW", "") == "1"
 CREATED = "connection.created.v1"
 MANAGER_ENV = {"MONGODB_TIMEOUT_SECONDS": "2"}
-
-
-@pytest.fixture
-def builder_db() -> Iterator[SecantusProcess]:
-    server = SecantusProcess()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.storage, ignore_errors=True)
 
 
 async def _probe(api: Api, cid: str, seen: Counter[str], slowest: list[float]) -> None:
@@ -103,11 +91,12 @@ def _log_count(stack: Any, proc: str, event: str) -> int:
     return sum(1 for line in path.read_text(errors="replace").splitlines() if f'"event": "{event}"' in line)
 
 
-async def _scenario(
-    launch: Launch, builder_db: SecantusProcess, *, outage_s: float, manager_env: dict[str, str]
-) -> dict[str, Any]:
-    api = await launch(builder_env={"MONGODB_URL": builder_db.url}, manager_env=manager_env)
+async def _scenario(launch: Launch, *, outage_s: float, manager_env: dict[str, str]) -> dict[str, Any]:
+    api = await launch(builder_database=True, manager_env=manager_env)
     stack = api.stack
+    builder_url = stack.procs["builder"].env["MONGODB_URL"]
+    assert builder_url != stack.mongodb_url
+    assert (builder_url, "sfconnect_builder") in databases(stack), "the secret scan would miss the Builder's"
     api.api_key = stack.create_api_key("db-outage", *ALL_SCOPES)
     org_id = await api.authorize()
     status, before = await api.create(org_id, "before-outage")
@@ -118,6 +107,9 @@ async def _scenario(
 
     await eventually(active, deadline_s=60, what="the first connection is active")
     token_before = (await api.token(before["id"]))[1]["access_token"]
+    await harvest_builder_secrets(stack)  # from the Builder's own server: its key and org tokens
+    harvested = {kind for kind, _ in stack.harvested}
+    assert {"connection_private_key", "builder_org_refresh_token"} <= harvested, harvested
 
     await api.patch_org(deploy_seconds=2.0)  # the Builder answers these during the outage
     ids = []
@@ -165,18 +157,18 @@ async def _scenario(
 
 
 async def test_the_manager_answers_503_during_a_database_outage_and_applies_the_waiting_replies_after(
-    launch: Launch, builder_db: SecantusProcess
+    launch: Launch,
 ) -> None:
-    await _scenario(launch, builder_db, outage_s=10, manager_env=MANAGER_ENV)
+    await _scenario(launch, outage_s=10, manager_env=MANAGER_ENV)
 
 
 @pytest.mark.skipif(
     not SLOW, reason="a 150 s outage outlasts the replies' retries (~3 min): SFCONNECT_FAULT_SLOW=1"
 )
 async def test_replies_that_outlast_their_retries_in_a_long_outage_are_recovered_by_the_sweeper(
-    launch: Launch, builder_db: SecantusProcess
+    launch: Launch,
 ) -> None:
     env = {**MANAGER_ENV, "SWEEPER_INTERVAL_SECONDS": "5", "PENDING_REPUBLISH_SECONDS": "20"}
-    figures = await _scenario(launch, builder_db, outage_s=150, manager_env=env)
+    figures = await _scenario(launch, outage_s=150, manager_env=env)
     assert figures["replies_dead_lettered_after_their_retries"] > 0, "the outage was not long enough"
     assert figures["commands_republished_by_the_sweeper"] > 0
