@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from manager.apikeys import ApiKeyRepository, Authenticator, MongoApiKeys
-from manager.consumers import reply_handlers
+from manager.consumers import late_reply_handler, reply_handlers
 from manager.errors import StoreUnavailable
 from manager.http.middlewares import MIDDLEWARES
 from manager.http.routes import setup_routes
@@ -151,11 +151,6 @@ def build_app(settings: ManagerSettings, *, overrides: Overrides | None = None) 
                 await real_publisher.start()
                 stack.push_async_callback(real_publisher.close)
                 publisher = publisher or real_publisher
-                if rpc is None:
-                    rpc_client = RpcClient(amqp, topology, real_publisher, instance_id=settings.instance_id)
-                    await rpc_client.start()
-                    stack.push_async_callback(rpc_client.close)
-                    rpc = rpc_client
 
                 async def broker_up(conn: Any = amqp) -> bool:
                     return bool(conn.connected.is_set() and not conn.is_closed)
@@ -175,6 +170,19 @@ def build_app(settings: ManagerSettings, *, overrides: Overrides | None = None) 
                 republish_after=timedelta(seconds=settings.pending_republish_seconds),
                 clock=clock,
             )
+            if rpc is None:
+                assert amqp is not None
+                # a refresh reply arriving after its call gave up still carries a minted token: keep it
+                rpc_client = RpcClient(
+                    amqp,
+                    topology,
+                    real_publisher,
+                    instance_id=settings.instance_id,
+                    on_unmatched=late_reply_handler(connections),
+                )
+                await rpc_client.start()
+                stack.push_async_callback(rpc_client.close)
+                rpc = rpc_client
             tokens = TokenService(
                 connections=connections,
                 rpc=rpc,

@@ -384,3 +384,25 @@ async def test_a_retry_after_a_crash_before_anything_was_recorded_waits_for_the_
     assert r.status == 409 and problem["code"] == "idempotency_key_in_progress", problem
     assert "retried after 60s" in problem["detail"]
     assert await s.db.connections.count_documents({}) == 0
+
+
+async def test_a_refresh_reply_that_arrives_after_its_call_gave_up_is_still_stored(
+    manager_stack: ManagerStack,
+) -> None:
+    s = manager_stack
+    client = await s.start_app(rpc_deadline_seconds=1)
+    key = await s.api_key()
+    conn = await s.create_active(client, key, "acme-prod")
+    s.builder.refresh_delay = 1.5  # the Builder answers after the Manager's RPC deadline
+
+    r = await client.get(f"/v1/connections/{conn['id']}/token?force_refresh=true", headers=auth(key))
+    assert r.status == 503, await r.json()
+
+    async def late_token_kept() -> bool:
+        doc = await s.db.connections.find_one({"_id": conn["id"]})
+        return bool(doc["token_generation"] == 2)
+
+    await eventually(late_token_kept, what="the late refresh reply stored")
+    r = await client.get(f"/v1/connections/{conn['id']}/token", headers=auth(key))
+    assert (await r.json())["access_token"] == s.builder.minted[1]
+    assert len(s.builder.commands(RefreshConnectionToken)) == 1
