@@ -25,6 +25,7 @@ pytestmark = pytest.mark.fault
 CREATE, CREATED = "connection.create.v1", "connection.created.v1"
 IN_FLIGHT = 4
 SETTLE_DEADLINE_S = 90
+MID_FLIGHT = ("app created, reply not applied", "pre-authorized, app not created")
 
 
 async def _stages(api: Api, ids: list[str]) -> dict[str, str]:
@@ -73,6 +74,8 @@ async def test_builder_killed_with_creates_in_flight_redelivers_and_completes_ea
     victim.popen.wait(10)
     killed_at = time.monotonic()
     stages_at_kill = await _stages(api, ids)
+    # The scenario itself: the Builder died with work of its own half done in the org (not yet active).
+    assert any(stage in MID_FLIGHT for stage in stages_at_kill.values()), stages_at_kill
     await api.patch_org(latency_ms=0, deploy_seconds=0.0)
     await asyncio.to_thread(lambda: stack.add_builder("builder-restarted"))
 
