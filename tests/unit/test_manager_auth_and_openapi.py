@@ -232,3 +232,18 @@ async def test_key_names_keep_inner_spaces_and_unicode_letters_and_lose_outer_sp
     assert record.name == "Équipe paie — prod"
     record, _ = await create_api_key(repo, name="q" * 64, scopes=["tokens:read"], now=FakeClock()())
     assert record.name == "q" * 64
+
+
+async def test_the_openapi_document_states_what_the_create_and_token_routes_really_answer() -> None:
+    from manager.idempotency import KEY_SHAPE
+
+    async with harness() as h:
+        doc = await (await h.client.get("/v1/openapi.json")).json()
+    create = doc["paths"]["/v1/connections"]["post"]
+    [idem] = [p for p in create["parameters"] if p["name"] == "Idempotency-Key"]
+    pattern = re.compile(idem["schema"]["pattern"])
+    assert pattern.fullmatch("create-acme-1") and not pattern.fullmatch("with space")
+    assert idem["schema"]["pattern"] == KEY_SHAPE.pattern
+    assert "Retry-After" in create["responses"]["409"]["headers"]  # idempotency_key_in_progress
+    for path in ("/v1/connections/{connection_id}/token", "/v1/integrations/{name}/token"):
+        assert "decryption_failed" in doc["paths"][path]["get"]["responses"]["500"]["description"]

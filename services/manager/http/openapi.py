@@ -11,6 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from manager.http.routes import ROUTES, Route
 from manager.http.schemas import SLUG, Problem
+from manager.idempotency import KEY_SHAPE
 from shared.contracts.base import CONNECTION_ID
 
 _REF = "#/components/schemas/{model}"
@@ -27,11 +28,19 @@ _STATUS_TEXT = {
     415: "Request body is not application/json",
     422: "Request does not match its schema, or an Idempotency-Key reused with another body",
     502: "The Builder reported a failure",
+    500: "`decryption_failed`: the stored token cannot be decrypted with this replica's ENCRYPTION_KEYS "
+    "(a key missing from its list: a configuration error to fix, see docs/errors.md), or `internal_error`",
     503: "A dependency (database, broker, Builder) is unavailable; see Retry-After",
 }
 _HEADERS = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer challenge."}},
     503: {"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "Seconds to wait."}},
+}
+_IN_PROGRESS_HEADERS = {
+    "Retry-After": {
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "Seconds to wait; sent with `idempotency_key_in_progress`.",
+    }
 }
 AUTH_RULE = (
     "Send the API key as `Authorization: Bearer <key>` or as `X-API-Key: <key>`. When both are sent, "
@@ -84,8 +93,9 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": False,
-                "description": "Same key and body → same response; same key, other body → 422.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "description": "Same key and body → same response; same key, other body → 422. "
+                "1-255 visible ASCII characters.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_SHAPE.pattern},
             }
         )
     if params:
@@ -109,6 +119,8 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
         responses[str(status)] = {"description": _STATUS_TEXT[status], "content": problem}
         if status in _HEADERS:
             responses[str(status)]["headers"] = _HEADERS[status]
+        if status == 409 and route.name == "createConnection":
+            responses[str(status)]["headers"] = _IN_PROGRESS_HEADERS
     op["responses"] = responses
     if route.scope is not None:
         op["security"] = [{"bearerApiKey": [route.scope.value]}, {"headerApiKey": [route.scope.value]}]
