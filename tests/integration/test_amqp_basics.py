@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import pytest
@@ -219,6 +221,44 @@ async def test_a_publish_not_confirmed_within_its_deadline_raises_publish_timeou
         await amqp_env.publisher.send_command(DELETE, reply_to=topo.replies_queue, deadline=0)
     # The channel is still usable for the next publish.
     await amqp_env.publisher.send_command(DELETE, reply_to=topo.replies_queue)
+
+
+def _queue_process(url: str, queue: str, action: str) -> None:
+    """``sys:suspend`` / ``sys:resume`` the Erlang process of one classic queue of this test (nothing else)."""
+    path = urlsplit(url).path
+    vhost = unquote(path[1:]) if len(path) > 1 else "/"
+    expr = (
+        f'{{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"{vhost}">>, queue, <<"{queue}">>)), '
+        f"sys:{action}(amqqueue:get_pid(Q))."
+    )
+    assert rabbitmqctl("eval", expr).strip() == "ok"
+
+
+async def test_a_publish_whose_confirm_is_withheld_raises_publish_timeout_at_its_deadline(
+    amqp_env: AmqpEnv, broker_control: str
+) -> None:
+    # The broker confirms a message once its queue took it; with this test's own queue process suspended
+    # the confirm is really withheld (a memory alarm would block every publisher on the shared broker).
+    held = f"{amqp_env.prefix}held"
+    async with amqp_env.connection.channel() as channel:
+        await channel.declare_queue(held, durable=False, arguments={"x-queue-type": "classic"})
+        try:
+            await asyncio.to_thread(_queue_process, amqp_env.url, held, "suspend")
+            try:
+                started = time.monotonic()
+                with pytest.raises(PublishTimeout, match=r"no broker confirm within 0\.5s") as info:
+                    await amqp_env.publisher.publish(
+                        aio_pika.Message(b"held"), exchange="", routing_key=held, deadline=0.5
+                    )
+                waited = time.monotonic() - started
+            finally:
+                await asyncio.to_thread(_queue_process, amqp_env.url, held, "resume")
+            assert 0.5 <= waited < 3 and info.value.retryable
+            # Once the queue runs again the channel still works, and the late message did arrive.
+            await amqp_env.publisher.publish(aio_pika.Message(b"next"), exchange="", routing_key=held)
+            assert await queue_depth(amqp_env.connection, held) == 2
+        finally:
+            await channel.queue_delete(held)
 
 
 async def test_declaring_the_topology_again_is_harmless_and_the_arguments_are_explicit(
