@@ -20,6 +20,7 @@ ORDER = (
     "database-outage.long",
     "salesforce-transient",
     "salesforce-persistent",
+    "salesforce-limit-bounded",
     "salesforce-limit-clears",
     "memory-alarm",
     "refresh-storm",
