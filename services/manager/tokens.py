@@ -3,8 +3,9 @@
 Within a replica, concurrent refreshes of one connection share one in-flight task. Across replicas, a
 lease on the connection document (compare-and-set) lets exactly one replica send the RPC; the others
 poll the document for the new token until their deadline, or until the holder records the Builder's
-refusal (``last_refresh_error``), which they then answer with too instead of sending their own RPC. A forced refresh shortly after a refresh
-returns that refresh's token (``min_refresh_interval``): the caller's 401 was about an older token.
+refusal (``last_refresh_error``), which they then answer with too instead of sending their own RPC. A
+forced refresh shortly after a refresh returns that refresh's token (``min_refresh_interval``): the
+caller's 401 was about an older token.
 """
 
 from __future__ import annotations
