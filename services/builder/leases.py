@@ -7,7 +7,9 @@ Builder that is SIGKILLed are taken over by a redelivered command within that ti
 it (tests/fault/test_fault_builder_lease.py). A release that fails because the database is away is tried
 again in the background until it succeeds or the lease has expired anyway: a lease write sent to a
 stalled database may land once it answers again, and releasing it then lets the redelivered command go on
-at once.
+at once. A delivery whose renewal finds the lease taken by another (its database was away for longer than
+the lease) is stopped at once and retried later as ``connection_busy``: two deliveries never write beside
+each other (tests/unit/test_builder_leases.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from builder.store import Store
@@ -61,9 +63,26 @@ class ConnectionLeases:
             raise ConnectionBusy(
                 f"connection {connection_id} is being handled by another delivery", retry_after=10
             )
-        renewal = asyncio.create_task(self._renew(key, holder))
+        owner = asyncio.current_task()
+        lost: list[bool] = []
+
+        def stop_the_block() -> None:
+            # Another delivery holds the connection now (ours could not be renewed in time): the block must
+            # not go on writing beside it. It is cancelled here and ends in ConnectionBusy (retried later).
+            lost.append(True)
+            if owner is not None:
+                owner.cancel()
+
+        renewal = asyncio.create_task(self._renew(key, holder, on_lost=stop_the_block))
         try:
             yield
+        except asyncio.CancelledError:
+            if lost and owner is not None and owner.uncancel() == 0:  # our cancel alone, not a shutdown
+                raise ConnectionBusy(
+                    f"connection {connection_id}: this delivery lost its lease to another one and stopped",
+                    retry_after=10,
+                ) from None
+            raise
         finally:
             renewal.cancel()
             await asyncio.gather(renewal, return_exceptions=True)
@@ -75,12 +94,13 @@ class ConnectionLeases:
             task.cancel()
         await asyncio.gather(*self._releasing, return_exceptions=True)
 
-    async def _renew(self, key: str, holder: str) -> None:
+    async def _renew(self, key: str, holder: str, *, on_lost: Callable[[], None]) -> None:
         while True:
             await asyncio.sleep(self.seconds / 3)
             try:
                 if not await self.store.try_lease(key, holder, self.seconds):
-                    log.warning("connection lease lost to another delivery", lease=key)
+                    log.warning("connection lease lost to another delivery; stopping this one", lease=key)
+                    on_lost()
                     return
             except SfconnectError as exc:  # database briefly away: try again at the next tick
                 task = asyncio.current_task()

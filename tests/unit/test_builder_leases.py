@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from builder.leases import ConnectionBusy, ConnectionLeases
@@ -142,4 +143,38 @@ async def test_leaving_the_lease_ends_the_renewal_even_when_the_database_call_lo
             await store.renewing.wait()
 
     await asyncio.wait_for(hold(), 2)
+    assert store.leases == {}
+
+
+async def test_a_delivery_whose_lease_was_taken_over_is_stopped_and_reported_busy() -> None:
+    store = FakeStore()
+    leases = ConnectionLeases(store, "builder-a", seconds=0.3)
+    reached_the_end = False
+    with pytest.raises(ConnectionBusy, match="lost its lease"):
+        async with leases.hold("conn-1"):
+            # the database was away longer than the lease: another delivery took it meanwhile
+            store.leases[KEY] = ("builder-b:other", store.leases[KEY][1] + timedelta(seconds=60))
+            await asyncio.sleep(5)  # a long Salesforce call; stopped at the next renewal (~0.1 s)
+            reached_the_end = True
+    assert not reached_the_end
+    assert store.leases[KEY][0] == "builder-b:other", "the other delivery's lease is left alone"
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0, "no cancel request left behind"
+
+
+async def test_a_shutdown_cancel_while_holding_the_lease_stays_a_cancel() -> None:
+    store = FakeStore()
+    leases = ConnectionLeases(store, "builder-a", seconds=30)
+    entered = asyncio.Event()
+
+    async def work() -> None:
+        async with leases.hold("conn-1"):
+            entered.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(work())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
     assert store.leases == {}
