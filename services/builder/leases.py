@@ -8,8 +8,8 @@ it (tests/fault/test_fault_builder_lease.py). A release that fails because the d
 again in the background until it succeeds or the lease has expired anyway: a lease write sent to a
 stalled database may land once it answers again, and releasing it then lets the redelivered command go on
 at once. A delivery whose renewal finds the lease taken by another (its database was away for longer than
-the lease) is stopped at once and retried later as ``connection_busy``: two deliveries never write beside
-each other (tests/unit/test_builder_leases.py).
+the lease) is stopped at that renewal and retried later as ``connection_busy`` rather than going on beside
+the other (tests/unit/test_builder_leases.py).
 """
 
 from __future__ import annotations
