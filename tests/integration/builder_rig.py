@@ -27,6 +27,7 @@ from shared.crypto import Keyring, generate_key
 from shared.logging import configure_logging
 from shared.sealing import Opener, generate_recipient_key
 from tests.infra import free_port
+from tests.integration import sim_wsdl
 
 ADMIN_KEY = "integration-admin-key-0123456789"
 RECIPIENT_PRIVATE, RECIPIENT_PUBLIC = generate_recipient_key("mgr1")
@@ -161,7 +162,13 @@ async def builder_rig(
     port = free_port()
     callback = f"http://127.0.0.1:{port}/v1/salesforce/callback"
     topology = Topology(prefix=prefix, retry_delays=retry_delays)
-    async with running_simulator(sim_config(callback, **(org_knobs or {}))) as sim:
+    soap: list[
+        tuple[bytes, bytes, int]
+    ] = []  # every SOAP exchange, checked against the WSDL's XSD at the end
+    async with running_simulator(
+        sim_config(callback, **(org_knobs or {})),
+        soap_observer=lambda request, response, status: soap.append((request, response, status)),
+    ) as sim:
         key = generate_key()
         values: dict[str, Any] = {
             "mongodb_url": mongodb_url,
@@ -213,6 +220,7 @@ async def builder_rig(
                 )
                 yield rig
             assert_no_secret_shapes(logs.getvalue())
+            assert_valid_soap(soap)
         finally:
             await server.close()
             cleanup = await amqp.channel()
@@ -232,6 +240,17 @@ _SECRET_SHAPES = {
     "a refresh token": re.compile(r"5Aep861[A-Za-z0-9._\-]{10,}"),
     "an authorization code": re.compile(r"code=aPrx"),
 }
+
+
+def assert_valid_soap(exchanges: list[tuple[bytes, bytes, int]]) -> None:
+    """The Builder's Metadata API requests and the simulator's answers all validate against the XSD of
+    the Salesforce WSDL that simple-salesforce bundles (tests/integration/sim_wsdl.py)."""
+    for request, response, status in exchanges:
+        for what, message in (("request", request), (f"response ({status})", response)):
+            try:
+                sim_wsdl.validate(message)
+            except AssertionError as exc:
+                raise AssertionError(f"SOAP {what} does not validate: {exc}\n{message[:600]!r}") from None
 
 
 def assert_no_secret_shapes(text: str) -> None:
