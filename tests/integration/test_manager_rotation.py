@@ -35,25 +35,33 @@ async def test_rotation_while_serving_keeps_every_token_readable_and_ends_on_the
     refreshed = {c["id"] for c in conns[:3]}
     failures: list[Any] = []
     reads = 0
+    reads_during_rotation = 0
+    rotating = False
     done = asyncio.Event()
 
     async def serve() -> None:
-        nonlocal reads
+        nonlocal reads, reads_during_rotation
         while not done.is_set():
             for c in conns:
                 force = "?force_refresh=true" if c["id"] in refreshed else ""
                 r = await new.get(f"/v1/connections/{c['id']}/token{force}", headers=auth(key))
                 body = await r.json()
                 reads += 1
+                reads_during_rotation += rotating
                 if r.status != 200:
                     failures.append(body)
                 elif c["id"] not in refreshed and body["access_token"] != expected[c["id"]]:
                     failures.append(("wrong token", c["id"]))
 
     async def rotate() -> Any:
+        nonlocal rotating
         try:
             await asyncio.sleep(0.05)
-            return await rotate_keys(MongoConnections(s.db), Keyring.parse(both), batch_size=3)
+            rotating = True
+            try:
+                return await rotate_keys(MongoConnections(s.db), Keyring.parse(both), batch_size=3)
+            finally:
+                rotating = False
         finally:
             await asyncio.sleep(0.1)
             done.set()
@@ -64,6 +72,7 @@ async def test_rotation_while_serving_keeps_every_token_readable_and_ends_on_the
 
     assert failures == []
     assert reads >= len(conns)
+    assert reads_during_rotation >= 3, "the reads must overlap the rotation, not only precede or follow it"
     assert report.failed == 0 and report.rotated >= len(conns) - len(refreshed)
     assert (report.remaining, report.complete) == (0, True)
     docs = [d async for d in s.db.connections.find({})]
