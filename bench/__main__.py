@@ -25,7 +25,7 @@ from bench.harness import BenchStack
 from bench.scenarios.create import builder_scaling, create_pipeline
 from bench.scenarios.refresh_rpc import refresh_rpc
 from bench.scenarios.token_read import token_read
-from devtools.demo import DemoFailed, ensure_rabbitmq
+from devtools.demo_support import Broker, DemoFailed, ensure_rabbitmq, stop_rabbitmq
 from devtools.stack import LOCAL_AMQP, Stack
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -80,12 +80,14 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         "errors": {},
     }
     say(f"== sfconnect benchmarks ({cfg.mode}): {', '.join(chosen)}")
+    broker = Broker(False, "")
     if args.amqp_url is None:
         try:
-            say(f"  {ensure_rabbitmq()}")
+            broker = ensure_rabbitmq()
         except DemoFailed as exc:
             doc["errors"]["broker"] = exc.reason
             return _finish(doc, started), 1
+        say(f"  {broker.note}")
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     bench = BenchStack(
         stack=Stack(amqp_url=args.amqp_url or LOCAL_AMQP, amqp_prefix=prefix),
@@ -114,6 +116,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         say(f"[FAILED] starting the stack: {exc}")
     finally:
         bench.close(keep_logs=args.keep_logs or bool(doc["errors"]))
+        if (why := stop_rabbitmq(broker)) is not None:  # only a broker this run started
+            say(f"  could not stop the broker this run started: {why}")
     return _finish(doc, started), 1 if doc["errors"] else 0
 
 
