@@ -1,8 +1,9 @@
 """``python -m builder``: settings → logging → HTTP API and command consumer; SIGTERM drains and stops.
 
 The HTTP port is bound before anything else starts, so a port that is taken stops the process before it
-has connected to the database or taken a single command from the broker. Bad configuration stops it with
-one line on stderr and exit status 2; a failure to start, with one line and exit status 1.
+has connected to the database or taken a single command from the broker. Bad configuration (an HTTP_HOST
+that is not an address included) stops it with one line on stderr and exit status 2; a failure to start
+(a port in use included), with one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
     try:
         listener = bind(settings.http_host, settings.http_port)
+    except socket.gaierror as exc:  # not an address at all: a bad setting, like any other
+        print(
+            f"invalid configuration: HTTP_HOST: not an address to listen on ({exc.strerror})", file=sys.stderr
+        )
+        return 2
     except OSError as exc:
         reason = exc.strerror or str(exc)
         print(

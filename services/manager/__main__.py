@@ -1,6 +1,8 @@
 """``python -m manager``: serve (default), ``api-keys create|revoke|list``, ``rotate-keys``.
 
-Bad configuration stops the process with one line on stderr and exit status 2 (no traceback).
+Bad configuration stops the process with one line on stderr and exit status 2 (no traceback). ``serve``
+binds its HTTP port before anything else starts (as the Builder does): a port that is taken stops it with
+one line and exit status 1 before it has connected to the database or consumed a single reply.
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -176,20 +180,54 @@ async def _rotate(settings: ManagerSettings, batch_size: int) -> int:
     return 0 if report.complete else 1
 
 
-def _serve(settings: ManagerSettings) -> int:
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on HTTP_HOST:HTTP_PORT (``socket.gaierror`` for a host that does not resolve,
+    another ``OSError`` when the port is taken or the address is not this machine's)."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    return socket.create_server(address, family=family, backlog=128)
+
+
+async def _run(settings: ManagerSettings, listener: socket.socket) -> None:
+    """Serve until SIGTERM or SIGINT, then stop accepting, finish requests (15 s) and run cleanup_ctx."""
     from aiohttp import web
 
     from manager.app import build_app
 
-    # run_app turns SIGTERM/SIGINT into a graceful exit: stop accepting, finish requests, run cleanup_ctx.
-    web.run_app(
-        build_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        shutdown_timeout=15,
-        print=None,
-        access_log=None,
-    )
+    runner = web.AppRunner(build_app(settings), handle_signals=False, access_log=None, shutdown_timeout=15)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runner.setup()  # opens the database and the broker, starts the consumer and the sweeper
+        await web.SockSite(runner, listener).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _serve(settings: ManagerSettings) -> int:
+    where = f"{settings.http_host}:{settings.http_port}"
+    try:
+        listener = _bind(settings.http_host, settings.http_port)
+    except socket.gaierror as exc:  # not an address at all: a bad setting
+        print(
+            f"invalid configuration: HTTP_HOST: not an address to listen on ({exc.strerror})", file=sys.stderr
+        )
+        return 2
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        print(
+            f"manager: cannot start: cannot listen on {where} (HTTP_HOST, HTTP_PORT): {reason}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        asyncio.run(_run(settings, listener))
+    finally:
+        listener.close()
     return 0
 
 

@@ -173,3 +173,20 @@ def test_a_taken_http_port_stops_the_builder_before_it_takes_any_command(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "address already in use" in lines[0].lower(), result.stderr
     assert f"127.0.0.1:{port}" in lines[0] and "HTTP_PORT" in lines[0]
+
+
+def test_an_http_host_that_is_not_an_address_is_a_bad_setting() -> None:
+    # nothing is reachable at these addresses: the host is refused before anything is connected to
+    env = _process_env("mongodb://127.0.0.1:9/x", "x", "amqp://guest:guest@127.0.0.1:9/", "t.", free_port())
+    result = subprocess.run(
+        [sys.executable, "-m", "builder"],
+        env={**env, "HTTP_HOST": "999.1.1.1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("invalid configuration: HTTP_HOST"), result.stderr
+    assert "999.1.1.1" not in lines[0], "values are never echoed"
+    assert "builder started" not in result.stdout and "consumer started" not in result.stdout

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,10 +16,12 @@ from typing import Any
 import pytest
 from manager.domain import ACCESS_TOKEN_FIELD
 
-from shared.amqp import Topology, connect
+from shared.amqp import Publisher, Topology, connect
+from shared.contracts.base import utcnow
 from shared.crypto import Keyring, generate_key
 from tests.infra import free_port
 from tests.unit.manager_fakes import make_keys
+from tests.unit.manager_world import created_reply
 
 pytestmark = pytest.mark.integration
 
@@ -182,6 +185,61 @@ def test_serve_answers_and_shuts_down_gracefully_on_sigterm(
             proc.kill()
             proc.wait(10)
         asyncio.run(_delete_topology(amqp_url, amqp_prefix))
+
+
+async def _queue_a_reply(amqp_url: str, topology: Topology) -> None:
+    conn = await connect(amqp_url, name="manager-cli-reply-publisher")
+    try:
+        channel = await conn.channel()
+        await topology.declare_manager(channel, "mgr-proc")
+        publisher = Publisher(conn, topology, app_id="builder")
+        await publisher.start()
+        reply = created_reply("con_0190000000000abcdef012", make_keys().sealer, utcnow())
+        await publisher.send_reply(reply, reply_to=topology.replies_queue, correlation_id="port-taken")
+        await publisher.close()
+    finally:
+        await conn.close()
+
+
+async def _ready_in_queue(amqp_url: str, name: str) -> int:
+    conn = await connect(amqp_url, name="manager-cli-inspect")
+    try:
+        queue = await (await conn.channel()).declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+    finally:
+        await conn.close()
+
+
+def test_a_taken_http_port_stops_the_manager_before_it_consumes_any_reply(
+    good_env: dict[str, str], amqp_url: str, amqp_prefix: str
+) -> None:
+    topology = Topology(prefix=amqp_prefix)
+    asyncio.run(_queue_a_reply(amqp_url, topology))
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    env = {**good_env, "AMQP_URL": amqp_url, "AMQP_PREFIX": amqp_prefix, "INSTANCE_ID": "mgr-proc"}
+    try:
+        result = _run([], {**env, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port)}, timeout=60)
+        waiting = asyncio.run(_ready_in_queue(amqp_url, topology.replies_queue))
+    finally:
+        taken.close()
+        asyncio.run(_delete_topology(amqp_url, amqp_prefix))
+    assert "manager started" not in result.stdout, result.stdout
+    assert waiting == 1, "the queued reply was consumed (or lost) before the port was bound"
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "address already in use" in lines[0].lower(), result.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "HTTP_HOST" in lines[0] and "HTTP_PORT" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_an_http_host_that_is_not_an_address_is_a_bad_setting(good_env: dict[str, str]) -> None:
+    result = _run([], {**good_env, "HTTP_HOST": "999.1.1.1", "HTTP_PORT": str(free_port())}, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("invalid configuration: HTTP_HOST"), result.stderr
+    assert "999.1.1.1" not in lines[0] and "gaierror" not in lines[0]  # the setting, never its value
+    assert "manager started" not in result.stdout
 
 
 def test_api_key_commands_need_only_the_database_settings(good_env: dict[str, str]) -> None:
