@@ -20,10 +20,10 @@ from typing import Any, Protocol
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from manager.domain import CONNECTION_ID_SHAPE
 from manager.errors import InsufficientScope, Unauthenticated
 from manager.http.schemas import SLUG
 from manager.repository import mongo_errors
-from shared.contracts.base import CONNECTION_ID
 from shared.errors import InvalidInput, NotFound
 
 
@@ -167,10 +167,10 @@ def valid_integration_binding(name: str) -> str:
 
 def valid_connection_binding(connection_id: str) -> str:
     """``connection_id`` when it has a connection id's shape, else :class:`InvalidInput`."""
-    if not CONNECTION_ID.fullmatch(connection_id):
+    if not CONNECTION_ID_SHAPE.fullmatch(connection_id):
         raise InvalidInput(
-            "a connection binding must be a connection id (letters, digits, '_', '-'; 1-64, "
-            "starting with a letter or digit)"
+            "a connection binding must be a connection id as the API gives it out "
+            "(con_ and 22 lower-case hex digits)"
         )
     return connection_id
 

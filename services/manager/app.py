@@ -22,8 +22,10 @@ from manager.apikeys import ApiKeyRepository, Authenticator, MongoApiKeys
 from manager.consumers import late_reply_handler, reply_handlers
 from manager.errors import StoreUnavailable
 from manager.http.middlewares import MIDDLEWARES
+from manager.http.protocol import handler_args
 from manager.http.routes import setup_routes
 from manager.http.state import COMPONENTS, METRICS, Check, Components
+from manager.http.views import MAX_BODY_BYTES
 from manager.idempotency import IdempotencyRepository, MongoIdempotencyKeys
 from manager.metrics import Metrics
 from manager.ports import Clock, CommandPublisher, RpcCaller, utc_now_ms
@@ -44,7 +46,6 @@ from shared.logging import get_logger
 
 log = get_logger("manager.app")
 
-MAX_BODY_BYTES = 64 * 1024
 DRAIN_SECONDS = 10.0
 
 
@@ -100,7 +101,9 @@ def build_app(settings: ManagerSettings, *, overrides: Overrides | None = None) 
     """The Manager's aiohttp application; resources open and close with it (``cleanup_ctx``)."""
     ov = overrides or Overrides()
     metrics = Metrics()
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=list(MIDDLEWARES))
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=list(MIDDLEWARES), handler_args=handler_args()
+    )
     app[METRICS] = metrics
     setup_routes(app)
 

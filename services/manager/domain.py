@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -26,6 +27,11 @@ ALLOWED: dict[ConnectionStatus, frozenset[ConnectionStatus]] = {
 }
 
 ACCESS_TOKEN_FIELD = "access_token"
+
+CONNECTION_ID_PATTERN = r"^con_[0-9a-f]{22}$"
+"""Every id the Manager gives a connection (``services.new_connection_id``): ``con_``, 12 hex digits of
+creation time in milliseconds, 10 random ones. The API refuses any other shape as malformed (400/422)."""
+CONNECTION_ID_SHAPE = re.compile(CONNECTION_ID_PATTERN)
 
 
 def can_change(old: ConnectionStatus, new: ConnectionStatus) -> bool:

@@ -76,7 +76,9 @@ class ConnectionRepository(Protocol):
         """The connection recorded under ``ref`` and the body fingerprint stored with it (None: older record)."""
         ...
 
-    async def page(self, *, limit: int, after: str | None) -> list[Connection]: ...
+    async def page(
+        self, *, limit: int, after: str | None, statuses: frozenset[ConnectionStatus] | None = None
+    ) -> list[Connection]: ...
     async def save(self, connection: Connection, *, expected_version: int) -> None: ...
     async def mark_published(self, connection_id: str, message_id: str, *, at: datetime) -> bool: ...
     async def due_commands(
@@ -158,8 +160,12 @@ class MongoConnections:
         return (connection_from_doc(doc), doc.get("idempotency_fingerprint")) if doc else None
 
     @mongo_errors
-    async def page(self, *, limit: int, after: str | None) -> list[Connection]:
+    async def page(
+        self, *, limit: int, after: str | None, statuses: frozenset[ConnectionStatus] | None = None
+    ) -> list[Connection]:
         query: dict[str, Any] = {"_id": {"$gt": after}} if after else {}
+        if statuses is not None:  # served by the by_status index (status, then _id: the sort order)
+            query["status"] = {"$in": sorted(s.value for s in statuses)}
         cursor = self._col.find(query).sort("_id", ASCENDING).limit(limit)
         return [connection_from_doc(doc) async for doc in cursor]
 
@@ -309,6 +315,7 @@ async def ensure_indexes(db: AsyncDatabase[Any]) -> None:
     await connections.create_index(
         [("status", ASCENDING), ("command.published_at", ASCENDING)], name="outbox"
     )
+    await connections.create_index([("status", ASCENDING), ("_id", ASCENDING)], name="by_status")
     await connections.create_index(
         "idempotency_ref", partialFilterExpression={"idempotency_ref": {"$exists": True}}, name="idempotency"
     )

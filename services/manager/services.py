@@ -163,9 +163,12 @@ class ConnectionService:
             raise ConnectionNotFound(f"no connection with id {connection_id!r}")
         return conn
 
-    async def page(self, *, limit: int, after: str | None) -> tuple[list[Connection], str | None]:
-        """One page of connections in creation order and the cursor of the next page (None at the end)."""
-        page = await self.repo.page(limit=limit + 1, after=after)
+    async def page(
+        self, *, limit: int, after: str | None, statuses: frozenset[ConnectionStatus] | None = None
+    ) -> tuple[list[Connection], str | None]:
+        """One page of connections in creation order and the cursor of the next page (None at the end);
+        only those in ``statuses`` when given."""
+        page = await self.repo.page(limit=limit + 1, after=after, statuses=statuses)
         if len(page) > limit:
             return page[:limit], page[limit - 1].id
         return page, None

@@ -264,3 +264,24 @@ async def test_readiness_metrics_and_unknown_routes(rig: BuilderRig) -> None:
     newline = f"{rig.builder}/v1/orgs/{rig.org_id()}%0A/objects"
     async with rig.http.get(newline, headers=rig.admin) as resp:
         assert resp.status == 400 and (await resp.json())["code"] == "invalid_input"
+
+
+async def test_a_huge_declared_body_is_answered_at_once_since_no_view_reads_a_body(rig: BuilderRig) -> None:
+    # The Manager refuses such a request with 413 before reading; the Builder's only POST reads no body,
+    # so it must answer without waiting for the 999999999999 bytes announced.
+    address = urlsplit(rig.builder)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    try:
+        head = [
+            "POST /v1/salesforce/authorize HTTP/1.1",
+            f"Host: {address.netloc}",
+            *(f"{name}: {value}" for name, value in rig.admin.items()),
+            "Content-Type: application/json",
+            "Content-Length: 999999999999",
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n{").encode())
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert status_line.split()[1] == b"200", status_line

@@ -311,13 +311,16 @@ def test_api_keys_are_created_bound_and_listed_with_their_bindings(good_env: dic
     created = _run(
         [
             "api-keys", "create", "--name", "erp", "--scope", "tokens:read",
-            "--integration", "erp-sync", "--integration", "hr-sync", "--connection", "con_abc123",
+            "--integration", "erp-sync", "--integration", "hr-sync", "--connection", "con_0190000000000abcdef012",
         ],
         good_env,
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     key_id = created.stdout.strip().split("_")[1]
-    assert "bound to integration:erp-sync,integration:hr-sync,connection:con_abc123" in created.stderr
+    assert (
+        "bound to integration:erp-sync,integration:hr-sync,connection:con_0190000000000abcdef012"
+        in created.stderr
+    )
     unbound = _run(["api-keys", "create", "--name", "ui", "--scope", "tokens:read"], good_env)
     assert unbound.returncode == 0 and "unbound" in unbound.stderr
 
@@ -325,7 +328,7 @@ def test_api_keys_are_created_bound_and_listed_with_their_bindings(good_env: dic
         row.split("\t")[0]: row.split("\t")
         for row in _run(["api-keys", "list"], good_env).stdout.strip().splitlines()
     }
-    assert rows[key_id][5] == "integration:erp-sync,integration:hr-sync,connection:con_abc123"
+    assert rows[key_id][5] == "integration:erp-sync,integration:hr-sync,connection:con_0190000000000abcdef012"
     [other] = [cols for kid, cols in rows.items() if kid != key_id]
     assert other[5] == "-"
 
@@ -344,8 +347,12 @@ def test_api_keys_are_created_bound_and_listed_with_their_bindings(good_env: dic
         ("--integration", "erp-sync\n", "slug"),
         ("--connection", "../con", "connection id"),
         ("--connection", "c" * 65, "connection id"),
+        # as the API's paths: only the shape of the ids it gives out (con_ + 22 lower-case hex digits)
+        ("--connection", "nope", "connection id"),
+        ("--connection", "con_abc123", "connection id"),
+        ("--connection", "con_0190000000000ABCDEF012", "connection id"),
     ],
-    ids=["upper-case", "underscore", "trailing-newline", "path", "65-chars"],
+    ids=["upper-case", "underscore", "trailing-newline", "path", "65-chars", "nope", "short", "upper-hex"],
 )
 def test_bad_binding_names_are_refused_with_a_usage_error_and_no_key(
     good_env: dict[str, str], flag: str, value: str, mentions: str

@@ -119,6 +119,25 @@ async def test_the_outbox_finds_unpublished_and_overdue_commands_and_one_sweeper
     assert got is not None and got.command is not None and got.command.publishes == 2
 
 
+async def test_pages_filtered_by_status_follow_id_order_through_the_status_index(
+    repo: MongoConnections, mongo_db: Any
+) -> None:
+    now = utc_now_ms()
+    states = ["pending", "active", "failed", "active", "deleted", "active", "pending"]
+    for i, status in enumerate(states):
+        await repo.add(_conn(f"con_{i}", f"n{i}", now))
+        await mongo_db.connections.update_one({"_id": f"con_{i}"}, {"$set": {"status": status}})
+    active = frozenset({ConnectionStatus.ACTIVE})
+    first = await repo.page(limit=2, after=None, statuses=active)
+    rest = await repo.page(limit=2, after=first[-1].id, statuses=active)
+    assert [c.id for c in first] == ["con_1", "con_3"] and [c.id for c in rest] == ["con_5"]
+    two = frozenset({ConnectionStatus.PENDING, ConnectionStatus.FAILED})
+    assert [c.id for c in await repo.page(limit=10, after="con_0", statuses=two)] == ["con_2", "con_6"]
+    assert len(await repo.page(limit=10, after=None)) == len(states)  # no filter: every state
+    indexes = await mongo_db.connections.index_information()
+    assert indexes["by_status"]["key"] == [("status", 1), ("_id", 1)]
+
+
 async def test_rotation_candidates_skip_the_active_key_and_writes_are_compare_and_set(
     repo: MongoConnections, mongo_db: Any
 ) -> None:

@@ -78,9 +78,16 @@ class FakeConnections:
         doc = self.docs.get(connection_id)
         return connection_from_doc(doc) if doc else None
 
-    async def page(self, *, limit: int, after: str | None) -> list[Connection]:
+    async def page(
+        self, *, limit: int, after: str | None, statuses: frozenset[ConnectionStatus] | None = None
+    ) -> list[Connection]:
         self.outage.check()
-        ids = sorted(i for i in self.docs if after is None or i > after)[:limit]
+        wanted = None if statuses is None else {s.value for s in statuses}
+        ids = sorted(
+            i
+            for i, doc in self.docs.items()
+            if (after is None or i > after) and (wanted is None or doc["status"] in wanted)
+        )[:limit]
         return [connection_from_doc(self.docs[i]) for i in ids]
 
     async def save(self, connection: Connection, *, expected_version: int) -> None:

@@ -17,12 +17,13 @@ from tests.unit.manager_http_harness import CREATE_BODY, auth, harness
 
 pytestmark = pytest.mark.unit
 
+MISSING_ID = "con_000000000000deadbeef00"  # well-shaped, never created
 SCOPED = [r for r in ROUTES if r.scope is not None]
-BODIES = {"createConnection": CREATE_BODY, "associateIntegration": {"connection_id": "con_x"}}
+BODIES = {"createConnection": CREATE_BODY, "associateIntegration": {"connection_id": MISSING_ID}}
 
 
 def _url(route: Route) -> str:
-    return route.path.replace("{connection_id}", "con_x").replace("{name}", "billing")
+    return route.path.replace("{connection_id}", MISSING_ID).replace("{name}", "billing")
 
 
 async def _call(client: Any, route: Route, headers: dict[str, str]) -> Any:
@@ -128,7 +129,7 @@ async def test_the_openapi_document_lists_every_route_and_every_documented_route
         # every documented operation answers something other than 404/405 at its documented address
         key = await h.key()
         for method, path in documented:
-            url = path.replace("{connection_id}", "con_x").replace("{name}", "billing")
+            url = path.replace("{connection_id}", MISSING_ID).replace("{name}", "billing")
             r = await h.client.request(
                 method, url, headers=auth(key), json=BODIES.get(_name(doc, method, path))
             )

@@ -13,6 +13,7 @@ from tests.unit.manager_world import SAMPLE_TOKEN
 pytestmark = pytest.mark.unit
 
 PROBLEM = "application/problem+json"
+MISSING_ID = "con_000000000000deadbeef00"  # the shape the API gives out, never created
 
 
 def assert_problem(response: Any, body: dict[str, Any], status: int, code: str) -> None:
@@ -143,14 +144,15 @@ async def test_bad_parameters_on_every_read_endpoint_get_4xx_problems() -> None:
             ("GET", "/v1/connections?cursor=%%%", 400, "invalid_parameter"),
             ("GET", "/v1/connections?colour=blue", 422, "validation_failed"),
             ("GET", "/v1/connections/bad%20id!", 400, "invalid_parameter"),
+            ("GET", "/v1/connections/nope", 400, "invalid_parameter"),  # not an id this API gives out
             # "$" in a pattern matches before a final newline: ids are checked with fullmatch
             ("GET", "/v1/connections/con_x%0A", 400, "invalid_parameter"),
             ("GET", "/v1/integrations/billing%0A/token", 400, "invalid_parameter"),
-            ("GET", "/v1/connections/con_missing", 404, "connection_not_found"),
-            ("DELETE", "/v1/connections/con_missing", 404, "connection_not_found"),
+            ("GET", f"/v1/connections/{MISSING_ID}", 404, "connection_not_found"),
+            ("DELETE", f"/v1/connections/{MISSING_ID}", 404, "connection_not_found"),
             ("DELETE", "/v1/connections/bad%20id!", 400, "invalid_parameter"),
-            ("GET", "/v1/connections/con_missing/token", 404, "connection_not_found"),
-            ("GET", "/v1/connections/con_missing/token?force_refresh=perhaps", 422, "validation_failed"),
+            ("GET", f"/v1/connections/{MISSING_ID}/token", 404, "connection_not_found"),
+            ("GET", f"/v1/connections/{MISSING_ID}/token?force_refresh=perhaps", 422, "validation_failed"),
             ("GET", "/v1/integrations/Bad_Name/token", 400, "invalid_parameter"),
             ("GET", "/v1/integrations/nobody/token", 404, "integration_not_found"),
             ("GET", "/v1/nowhere", 404, "not_found"),
@@ -168,14 +170,18 @@ async def test_bad_integration_association_bodies_get_4xx_problems() -> None:
         r = await put("/v1/integrations/billing/connection", json={}, headers=auth(key))
         assert_problem(r, await r.json(), 422, "validation_failed")
         r = await put(
-            "/v1/integrations/billing/connection", json={"connection_id": "con_x", "x": 1}, headers=auth(key)
+            "/v1/integrations/billing/connection",
+            json={"connection_id": MISSING_ID, "x": 1},
+            headers=auth(key),
         )
         assert_problem(r, await r.json(), 422, "validation_failed")
         r = await put(
-            "/v1/integrations/billing/connection", json={"connection_id": "con_x"}, headers=auth(key)
+            "/v1/integrations/billing/connection", json={"connection_id": MISSING_ID}, headers=auth(key)
         )
         assert_problem(r, await r.json(), 404, "connection_not_found")
-        r = await put("/v1/integrations/BAD/connection", json={"connection_id": "con_x"}, headers=auth(key))
+        r = await put(
+            "/v1/integrations/BAD/connection", json={"connection_id": MISSING_ID}, headers=auth(key)
+        )
         assert_problem(r, await r.json(), 400, "invalid_parameter")
 
 
@@ -245,10 +251,10 @@ async def test_a_database_outage_gives_503_problems_with_retry_after_on_every_en
         for method, path, body in [
             ("POST", "/v1/connections", CREATE_BODY),
             ("GET", "/v1/connections", None),
-            ("GET", "/v1/connections/con_1", None),
-            ("DELETE", "/v1/connections/con_1", None),
-            ("PUT", "/v1/integrations/x/connection", {"connection_id": "con_1"}),
-            ("GET", "/v1/connections/con_1/token", None),
+            ("GET", f"/v1/connections/{MISSING_ID}", None),
+            ("DELETE", f"/v1/connections/{MISSING_ID}", None),
+            ("PUT", "/v1/integrations/x/connection", {"connection_id": MISSING_ID}),
+            ("GET", f"/v1/connections/{MISSING_ID}/token", None),
             ("GET", "/v1/integrations/x/token", None),
         ]:
             r = await h.client.request(method, path, json=body, headers=auth(key))
@@ -305,7 +311,7 @@ async def test_request_ids_are_echoed_or_made() -> None:
 async def test_metrics_count_requests_by_route_template() -> None:
     async with harness() as h:
         key = await h.key()
-        await h.client.get("/v1/connections/con_missing", headers=auth(key))
+        await h.client.get(f"/v1/connections/{MISSING_ID}", headers=auth(key))
         text = await (await h.client.get("/metrics")).text()
         assert 'route="/v1/connections/{connection_id}"' in text and 'status="404"' in text
         assert "sfconnect_manager_commands_published_total" in text

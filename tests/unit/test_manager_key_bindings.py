@@ -18,7 +18,8 @@ pytestmark = pytest.mark.unit
 NOW = FakeClock()()
 UNBOUND = ApiKey("0" * 16, "any", frozenset({"tokens:read"}), NOW)
 BY_INTEGRATION = dataclasses.replace(UNBOUND, integrations=frozenset({"erp-sync", "hr-sync"}))
-BY_CONNECTION = dataclasses.replace(UNBOUND, connections=frozenset({"con_a"}))
+A, B = "con_00000000000000000000aa", "con_00000000000000000000bb"
+BY_CONNECTION = dataclasses.replace(UNBOUND, connections=frozenset({A}))
 
 
 def test_an_unbound_key_may_read_every_integration_and_connection_token() -> None:
@@ -36,13 +37,13 @@ def test_a_key_bound_to_integrations_reads_only_those_and_no_connection_directly
     with pytest.raises(InsufficientScope, match="not bound to integration 'billing'"):
         authorize_token_read(BY_INTEGRATION, integration="billing")
     with pytest.raises(InsufficientScope, match="not bound to connection"):
-        authorize_token_read(BY_INTEGRATION, connection_id="con_a")
+        authorize_token_read(BY_INTEGRATION, connection_id=A)
 
 
 def test_a_key_bound_to_a_connection_reads_only_that_connection_and_no_integration() -> None:
-    authorize_token_read(BY_CONNECTION, connection_id="con_a")
+    authorize_token_read(BY_CONNECTION, connection_id=A)
     with pytest.raises(InsufficientScope):
-        authorize_token_read(BY_CONNECTION, connection_id="con_b")
+        authorize_token_read(BY_CONNECTION, connection_id=B)
     with pytest.raises(InsufficientScope):
         authorize_token_read(BY_CONNECTION, integration="erp-sync")
 
@@ -55,9 +56,9 @@ async def test_bindings_are_stored_with_the_key_and_duplicates_collapse() -> Non
         scopes=["tokens:read"],
         now=NOW,
         integrations=["erp-sync", "erp-sync", "hr-sync"],
-        connections=["con_a"],
+        connections=[A],
     )
-    assert record.integrations == {"erp-sync", "hr-sync"} and record.connections == {"con_a"}
+    assert record.integrations == {"erp-sync", "hr-sync"} and record.connections == {A}
     [(stored, _)] = repo.by_id.values()
     assert stored == record
 
@@ -76,6 +77,11 @@ async def test_bindings_are_stored_with_the_key_and_duplicates_collapse() -> Non
         ([], ["_con"], "connection id"),
         ([], ["c" * 65], "connection id"),
         ([], ["con\n"], "connection id"),
+        # only the shape the API gives out (con_ + 22 lower-case hex digits), as its paths require
+        ([], ["nope"], "connection id"),
+        ([], ["con_abc123"], "connection id"),
+        ([], [A.upper()], "connection id"),
+        ([], [A + "0"], "connection id"),
         ([f"i{n}" for n in range(101)], [], "at most 100"),
     ],
 )
@@ -107,7 +113,7 @@ async def test_a_bound_key_is_refused_another_token_over_http_with_a_403_problem
         _, key = await create_api_key(
             h.api_keys, name="erp", scopes=["tokens:read"], now=NOW, integrations=["erp-sync"]
         )
-        for path in ("/v1/integrations/billing/token", "/v1/connections/con_x/token"):
+        for path in ("/v1/integrations/billing/token", "/v1/connections/con_000000000000deadbeef00/token"):
             r = await h.client.get(path, headers=auth(key))
             body: dict[str, Any] = await r.json()
             assert r.status == 403 and body["code"] == "insufficient_scope", body

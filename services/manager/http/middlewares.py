@@ -18,7 +18,7 @@ from manager.errors import (
     TokenRefreshFailed,
     Unauthenticated,
 )
-from manager.http.problems import NotReady, RequestValidationFailed, UnsupportedMediaType
+from manager.http.problems import NotReady, PayloadTooLarge, RequestValidationFailed, UnsupportedMediaType
 from manager.http.routes import ROUTE_BY_NAME
 from manager.http.schemas import Problem
 from manager.http.state import COMPONENTS, METRICS, PRINCIPAL, REQUEST_ID
@@ -48,6 +48,7 @@ def status_for(exc: SfconnectError) -> int:
         (IdempotencyKeyReused, 422),
         (RequestValidationFailed, 422),
         (UnsupportedMediaType, 415),
+        (PayloadTooLarge, 413),
         (Conflict, 409),
         (InvalidInput, 400),
         (RetryableError, 503),

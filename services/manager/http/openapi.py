@@ -9,10 +9,10 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from manager.domain import CONNECTION_ID_PATTERN
 from manager.http.routes import ROUTES, Route
 from manager.http.schemas import SLUG, Problem
 from manager.idempotency import KEY_SHAPE
-from shared.contracts.base import CONNECTION_ID
 
 _REF = "#/components/schemas/{model}"
 _PARAM = re.compile(r"{([^}]+)}")
@@ -49,7 +49,7 @@ AUTH_RULE = (
     "`X-API-Key` it is refused with 401."
 )
 _PATH_PARAMS = {
-    "connection_id": {"type": "string", "pattern": CONNECTION_ID.pattern, "maxLength": 64},
+    "connection_id": {"type": "string", "pattern": CONNECTION_ID_PATTERN, "maxLength": 26},
     "name": {"type": "string", "pattern": SLUG, "maxLength": 63},
 }
 
@@ -64,8 +64,21 @@ def _schemas() -> tuple[dict[Any, Any], dict[str, Any]]:
     return refs, top.get("$defs", {})
 
 
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """``node`` with every ``#/$defs/...`` reference replaced by its schema (a parameter has no $defs)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema()
+    schema = _inline({k: v for k, v in schema.items() if k != "$defs"}, schema.get("$defs", {}))
     required = set(schema.get("required", []))
     return [
         {

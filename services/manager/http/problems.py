@@ -19,6 +19,16 @@ class InvalidParameter(InvalidInput):
     code = "invalid_parameter"
 
 
+class InvalidBody(InvalidInput):
+    """The body could not be read as framed (it does not match its Content-Length or Transfer-Encoding)."""
+
+    code = "invalid_body"
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+
+
 class RequestValidationFailed(InvalidInput):
     """The body or query did not match its schema; ``errors`` lists each field (never its value)."""
 

@@ -8,11 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from manager.domain import Connection, ConnectionStatus, ErrorInfo
+from manager.domain import CONNECTION_ID_PATTERN, Connection, ConnectionStatus, ErrorInfo
 from manager.repository import Integration
 from manager.tokens import TokenView
 from shared.contracts import AppKind
-from shared.contracts.base import CONNECTION_ID
 from shared.contracts.commands import ORG_ID_PATTERN, USERNAME_PATTERN
 
 SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
@@ -79,12 +78,31 @@ class CreateConnectionRequest(_Request):
 class AssociateIntegrationRequest(_Request):
     """Bind an integration to the connection whose token it uses."""
 
-    connection_id: str = Field(min_length=1, max_length=64, pattern=CONNECTION_ID.pattern)
+    connection_id: str = Field(
+        max_length=26,
+        pattern=CONNECTION_ID_PATTERN,
+        description="The connection's id as this API gave it out (con_ and 22 lower-case hex digits).",
+    )
 
 
 class ListConnectionsQuery(_Request):
     limit: int = Field(50, ge=1, le=200, description="Page size.")
     cursor: str | None = Field(None, max_length=200, description="next_cursor of the previous page.")
+    status: list[ConnectionStatus] | None = Field(
+        None,
+        max_length=5,
+        description="Only connections in these states: comma-separated (`status=active,pending`) or "
+        "repeated (`status=active&status=pending`); all states when absent. Keep the same value for "
+        "every page of one listing.",
+    )
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _comma_separated(cls, v: object) -> object:
+        values = [v] if isinstance(v, str) else v
+        if isinstance(values, list) and all(isinstance(x, str) for x in values):
+            return list(dict.fromkeys(part for x in values for part in x.split(",")))
+        return v
 
 
 class TokenQuery(_Request):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -10,14 +11,18 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
 
 from manager.apikeys import authorize_token_read
-from manager.domain import Connection
+from manager.domain import CONNECTION_ID_SHAPE, Connection
 from manager.http.problems import (
+    InvalidBody,
     InvalidJson,
     InvalidParameter,
     NotReady,
+    PayloadTooLarge,
     RequestValidationFailed,
     UnsupportedMediaType,
 )
@@ -36,9 +41,13 @@ from manager.http.schemas import (
 from manager.http.state import COMPONENTS, METRICS, PRINCIPAL, REQUEST_ID
 from manager.idempotency import StoredResponse, fingerprint, run_once, scoped_key
 from manager.services import NewConnection
-from shared.contracts.base import CONNECTION_ID
 
 M = TypeVar("M", bound=BaseModel)
+MAX_BODY_BYTES = 64 * 1024
+"""The largest request body the API reads (the application's ``client_max_size`` too)."""
+BODY_READ_SECONDS = 10.0
+"""How long a body may take to arrive in full: one shorter than its Content-Length, or one the HTTP
+parser gave up on (not chunked as its Transfer-Encoding says), never completes otherwise."""
 IDEMPOTENCY_STALE_AFTER = timedelta(seconds=60)
 _SLUG_RE = re.compile(SLUG)
 
@@ -48,10 +57,31 @@ def _json(model: BaseModel, *, status: int = 200, headers: dict[str, str] | None
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:
-    """The JSON body validated against ``model`` (415 / 400 / 413 / 422 on bad input)."""
+    """The JSON body validated against ``model`` (415 / 400 / 413 / 422 on bad input).
+
+    Bodies are small JSON documents: one with a ``Content-Encoding`` other than ``identity`` is refused
+    (415) without being read, one declared larger than :data:`MAX_BODY_BYTES` too (413), and a body that
+    does not match its framing (``Content-Length``, ``Transfer-Encoding``) is a 400 ``invalid_body``, not
+    a 500, at the latest after :data:`BODY_READ_SECONDS`.
+    """
     if request.content_type != "application/json":
         raise UnsupportedMediaType("the request body must be application/json")
-    raw = await request.read()
+    headers = request.headers.getall("Content-Encoding", [])
+    if {part.strip().lower() for value in headers for part in value.split(",")} - {"", "identity"}:
+        raise UnsupportedMediaType(
+            "the Content-Encoding header must be absent or identity: send the JSON body uncompressed"
+        )
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES // 1024} KiB (Content-Length)")
+    try:
+        async with asyncio.timeout(BODY_READ_SECONDS):
+            raw = await request.read()
+    except (RequestPayloadError, HttpProcessingError, TimeoutError):
+        raise InvalidBody(
+            f"the request body could not be read in full within {BODY_READ_SECONDS:g} s: it does not match "
+            "its Content-Length or Transfer-Encoding"
+        ) from None
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -69,16 +99,22 @@ async def read_body(request: web.Request, model: type[M]) -> M:
 
 
 def read_query(request: web.Request, model: type[M]) -> M:
+    """The query validated against ``model``; a parameter given twice arrives as a list (422 unless the
+    field takes several values), never silently as its first value."""
+    data: dict[str, str | list[str]] = {}
+    for name in request.query:
+        values = request.query.getall(name)
+        data[name] = values[0] if len(values) == 1 else values
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationFailed("query", exc) from None
 
 
 def connection_id_of(request: web.Request) -> str:
     value = request.match_info["connection_id"]
-    if not CONNECTION_ID.fullmatch(value):
-        raise InvalidParameter("the connection id has an invalid shape")
+    if not CONNECTION_ID_SHAPE.fullmatch(value):
+        raise InvalidParameter("the connection id has an invalid shape (con_ and 22 lower-case hex digits)")
     return value
 
 
@@ -100,7 +136,7 @@ def _decode_cursor(cursor: str | None) -> str | None:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidParameter("the cursor is not one this API gave out") from None
-    if not CONNECTION_ID.fullmatch(value):
+    if not CONNECTION_ID_SHAPE.fullmatch(value):
         raise InvalidParameter("the cursor is not one this API gave out")
     return value
 
@@ -160,10 +196,13 @@ async def create_connection(request: web.Request) -> web.Response:
 
 
 async def list_connections(request: web.Request) -> web.Response:
-    """GET /v1/connections?limit=&cursor= → one page in creation order."""
+    """GET /v1/connections?limit=&cursor=&status= → one page in creation order (of those states)."""
     c = request.app[COMPONENTS]
     query = read_query(request, ListConnectionsQuery)
-    items, last = await c.connections.page(limit=query.limit, after=_decode_cursor(query.cursor))
+    statuses = frozenset(query.status) if query.status is not None else None
+    items, last = await c.connections.page(
+        limit=query.limit, after=_decode_cursor(query.cursor), statuses=statuses
+    )
     return _json(ConnectionPage(items=[ConnectionOut.of(i) for i in items], next_cursor=_encode_cursor(last)))
 
 
