@@ -1,4 +1,4 @@
-"""``make run``: the embedded default stack, left running until Ctrl-C, with its URLs and a ready API key.
+"""``make run``: the embedded default stack, left running until Ctrl-C (or SIGTERM), with its URLs and a ready API key.
 
 A service that dies is started again (at most ``MAX_RESTARTS`` times each), so you can SIGKILL the
 Builder or a Manager mid-command and watch the stack recover. On exit everything is stopped, the run's
@@ -92,7 +92,9 @@ def main() -> int:
         manager = stack.url("manager")
         cli_env = _write_cli_env(stack)
         quoted_user = DEMO_USERNAME.replace("'", "'\\''")
-        say("== the stack is running (Ctrl-C stops it and removes its data)")
+        say(
+            "== the stack is running (Ctrl-C, or SIGTERM when it runs in the background, stops it and removes its data)"
+        )
         say(f"  Manager API      {manager}/v1/openapi.json")
         say(f"  Builder API      {stack.url('builder')}/v1/openapi.json (admin key: {stack.admin_api_key})")
         say(f"  simulator        {stack.sim_url}/__sim/state")
