@@ -9,21 +9,45 @@ Usage::
 The client asks the Manager for the token of the integration's (or connection's) connection, calls
 ``instance_url`` + path with it, and on ``401 INVALID_SESSION_ID`` asks once for a fresh token
 (``force_refresh=true``) and retries the call once. The token stays inside the client object.
+
+Errors (all from :mod:`shared.errors`, so ``PermanentError`` / ``RetryableError`` still sort them):
+
+* ``InvalidArgument`` (an ``InvalidInput`` and a ``ValueError``): a bad constructor argument (an API key
+  with whitespace, control or non-ASCII characters, which cannot go into a header) or a ``path`` that is
+  not a plain absolute path on ``instance_url`` (no ``//host``, ``@``/``.`` host tricks, backslashes,
+  schemes or control characters). Raised before any request, and before the token is sent anywhere.
+* ``ManagerError`` (permanent): the Manager refused the token request. ``status`` (HTTP status),
+  ``code`` (the problem document's ``code``, or ``manager_error`` when there is none), ``cause`` and
+  ``request_id`` (from the problem document, else the ``X-Request-ID`` header) say why. Subclasses:
+  ``ManagerAccessDenied`` for 401/403 (the key is wrong, lacks ``tokens:read`` or is bound elsewhere) and
+  ``ManagerNotFound`` for 404 (no such integration or connection). A 409 ``connection_not_active``,
+  500 ``decryption_failed`` or 502 ``token_refresh_failed`` is a plain ``ManagerError`` with that ``code``.
+* ``ManagerUnavailable`` (retryable): the Manager did not answer, or answered 503/504 (or a 502 or 5xx
+  without its problem document, e.g. from a proxy). Same attributes, plus ``retry_after`` (seconds from
+  ``Retry-After``, or None).
+* ``SalesforceApiError`` / ``SalesforceUnavailable``: Salesforce's own answers, as before.
+
+No message carries the API key or a token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from yarl import URL
 
-from shared.errors import PermanentError, RetryableError
+from shared.errors import InvalidInput, PermanentError, RetryableError
 
 DEFAULT_API_VERSION = "68.0"
+_API_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what a Bearer credential may hold
+_CODE_SHAPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_REQUEST_ID_SHAPE = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 class SalesforceApiError(PermanentError):
@@ -40,12 +64,32 @@ class SalesforceApiError(PermanentError):
         self.errors = errors
 
 
-class ManagerUnavailable(RetryableError):
+class InvalidArgument(InvalidInput, ValueError):
+    """A constructor argument or request path the client refuses; the message never echoes a key."""
+
+
+class _ManagerProblem:
+    """What the Manager said: HTTP status, problem ``code``/``cause`` and ``request_id``."""
+
+    status: int | None = None
+    cause: str | None = None
+    request_id: str | None = None
+
+
+class ManagerUnavailable(_ManagerProblem, RetryableError):
     code = "manager_unavailable"
 
 
-class ManagerError(PermanentError):
+class ManagerError(_ManagerProblem, PermanentError):
     code = "manager_error"
+
+
+class ManagerAccessDenied(ManagerError):
+    """401/403: the API key is wrong, lacks ``tokens:read``, or is bound to another integration."""
+
+
+class ManagerNotFound(ManagerError):
+    """404: no such integration or connection."""
 
 
 class SalesforceUnavailable(RetryableError):
@@ -79,10 +123,15 @@ class SalesforceClient:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         if (integration is None) == (connection is None):
-            raise ValueError("give exactly one of integration= or connection=")
+            raise InvalidArgument("give exactly one of integration= or connection=")
         scope = "integrations" if integration is not None else "connections"
         name = integration if integration is not None else connection
         self._token_url = f"{manager_url.rstrip('/')}/v1/{scope}/{quote(str(name), safe='')}/token"
+        if not isinstance(api_key, str) or not _API_KEY_CHARS.fullmatch(api_key):
+            raise InvalidArgument(
+                "the API key is empty or has characters an HTTP header cannot carry "
+                "(whitespace, control or non-ASCII characters); pass the key exactly as issued"
+            )
         self._api_key = api_key
         self.api_version = api_version
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -121,26 +170,24 @@ class SalesforceClient:
             ) as resp:
                 status = resp.status
                 body = await _json_or_none(resp)
+                headers = resp.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ManagerUnavailable(f"cannot reach the Manager: {type(exc).__name__}") from None
         problem = body if isinstance(body, dict) else {}
-        if status in (502, 503, 504) or (status >= 500 and not problem):
-            raise ManagerUnavailable(
-                f"the Manager is unavailable ({status}): {problem.get('detail') or problem.get('title') or 'no details'}"
-            )
         if status != 200:
-            raise ManagerError(
-                f"the Manager refused the token request ({status}): "
-                f"{problem.get('detail') or problem.get('title') or 'no details'}"
-            )
+            raise _manager_error(status, problem, headers)
         try:
-            return _Token(
+            token = _Token(
                 problem["access_token"],
                 problem["instance_url"].rstrip("/"),
                 problem.get("token_type", "Bearer"),
             )
         except (KeyError, AttributeError):
             raise ManagerError("the Manager's token answer lacks access_token or instance_url") from None
+        origin = URL(token.instance_url)
+        if origin.scheme not in ("http", "https") or not origin.host or origin.user or origin.query_string:
+            raise ManagerError("the Manager's token answer has an instance_url that is not an http(s) URL")
+        return token
 
     async def _token_for_call(self, *, force: bool, stale: _Token | None = None) -> _Token:
         async with self._lock:
@@ -153,15 +200,19 @@ class SalesforceClient:
             return self._token
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call ``instance_url + path``; retries once with a fresh token on INVALID_SESSION_ID."""
+        """Call ``instance_url + path``; retries once with a fresh token on INVALID_SESSION_ID.
+
+        ``path`` must be an absolute path (``/services/...``) on the org: anything that could move the
+        call to another host is refused with ``InvalidArgument`` before the token is fetched or sent.
+        """
+        _check_path(path)
         extra_headers = dict(kwargs.pop("headers", None) or {})
         token = await self._token_for_call(force=False)
         for attempt in (1, 2):
+            url = _url_on_instance(token.instance_url, path)
             headers = {**extra_headers, "Authorization": f"{token.token_type} {token.access_token}"}
             try:
-                async with self.session.request(
-                    method, token.instance_url + path, headers=headers, **kwargs
-                ) as resp:
+                async with self.session.request(method, url, headers=headers, **kwargs) as resp:
                     status = resp.status
                     body = None if status == 204 else await _json_or_none(resp)
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -202,3 +253,63 @@ async def _json_or_none(resp: aiohttp.ClientResponse) -> Any:
         return await resp.json(content_type=None)
     except (ValueError, aiohttp.ContentTypeError):
         return None
+
+
+def _check_path(path: object) -> None:
+    """Refuse a path that is not a plain absolute path: it could move the call (and the token) elsewhere."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidArgument("path must be a string starting with '/', e.g. '/services/data/v68.0/limits'")
+    if path.startswith("//"):
+        raise InvalidArgument("path must not start with '//' (that names another host)")
+    if "\\" in path:
+        raise InvalidArgument("path must not contain a backslash")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        raise InvalidArgument("path must not contain control characters (CR, LF, tab, ...)")
+    if "://" in path.split("?", 1)[0]:
+        raise InvalidArgument("path must not contain a scheme; give the path only, not a URL")
+
+
+def _url_on_instance(instance_url: str, path: str) -> URL:
+    """``instance_url + path``, checked to stay on the instance's scheme, host and port."""
+    origin = URL(instance_url)
+    url = URL(instance_url + path)
+    if (url.scheme, url.host, url.port, url.user) != (origin.scheme, origin.host, origin.port, origin.user):
+        raise InvalidArgument("the path would send the call to another host than instance_url; refused")
+    return url
+
+
+def _manager_error(status: int, problem: dict[str, Any], headers: Any) -> ManagerError | ManagerUnavailable:
+    """The typed error for a token request the Manager did not answer with 200."""
+    raw_code = problem.get("code")
+    code = raw_code if isinstance(raw_code, str) and _CODE_SHAPE.fullmatch(raw_code) else None
+    raw_cause = problem.get("cause")
+    cause = raw_cause if isinstance(raw_cause, str) and _CODE_SHAPE.fullmatch(raw_cause) else None
+    raw_id = problem.get("request_id") or headers.get("X-Request-ID")
+    request_id = raw_id if isinstance(raw_id, str) and _REQUEST_ID_SHAPE.fullmatch(raw_id) else None
+    detail = problem.get("detail") or problem.get("title") or "no details"
+    suffix = "".join(
+        f"; {name}={value}"
+        for name, value in (("code", code), ("cause", cause), ("request_id", request_id))
+        if value
+    )
+    error: ManagerError | ManagerUnavailable
+    transient = status in (503, 504) or (status >= 500 and not problem) or (status == 502 and code is None)
+    if transient:
+        error = ManagerUnavailable(
+            f"the Manager is unavailable ({status}): {detail}{suffix}",
+            code=code,
+            retry_after=_retry_after(headers.get("Retry-After")),
+        )
+    else:
+        kind = {401: ManagerAccessDenied, 403: ManagerAccessDenied, 404: ManagerNotFound}.get(
+            status, ManagerError
+        )
+        error = kind(f"the Manager refused the token request ({status}): {detail}{suffix}", code=code)
+    error.status, error.cause, error.request_id = status, cause, request_id
+    return error
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (the Manager sends delta-seconds); None when absent or not a number."""
+    value = (value or "").strip()
+    return float(value) if value.isdigit() else None
