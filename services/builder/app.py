@@ -140,6 +140,8 @@ def build_app(
                     prefetch=settings.command_prefetch,
                     max_attempts=settings.command_max_attempts,
                     failure_reply=failure_reply,
+                    # Commands only: their result is a reply nobody would receive without reply_to.
+                    require_reply_to=True,
                 )
                 await consumer.start()
                 broker = connection

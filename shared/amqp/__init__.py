@@ -14,7 +14,7 @@ Public API (both services use only these names):
   routing_key)``. Confirms + mandatory + a deadline; raises ``PublishTimeout`` / ``BrokerUnavailable``
   (a ``PublishTimeout``: no connection, not sent) / ``PublishRejected`` (``Unroutable`` is one).
 - ``Consumer(connection, topology, queue_name, handlers, *, publisher, prefetch=8, max_attempts=10,
-  failure_reply=None)`` — ``start()``, ``stop(drain_timeout)``; see consumer.py for the ack / retry /
+  failure_reply=None, require_reply_to=False)`` — ``start()``, ``stop(drain_timeout)``; see consumer.py for the ack / retry /
   dead-letter rules.
 - ``RpcClient(connection, topology, publisher, *, instance_id, on_unmatched=None)`` — ``start()``, ``close()``,
   ``call(cmd, *, deadline, request_id=None) -> Contract``; raises ``RpcTimeout`` / ``RpcConnectionLost``.
@@ -26,7 +26,14 @@ Every error here is a ``shared.errors.RetryableError``.
 """
 
 from shared.amqp.connection import connect
-from shared.amqp.consumer import REASON_RETRIES_EXHAUSTED, Consumer, FailureReply, Handler
+from shared.amqp.consumer import (
+    REASON_NO_CORRELATION_ID,
+    REASON_NO_REPLY_TO,
+    REASON_RETRIES_EXHAUSTED,
+    Consumer,
+    FailureReply,
+    Handler,
+)
 from shared.amqp.errors import (
     AmqpError,
     BrokerUnavailable,
@@ -59,6 +66,8 @@ __all__ = [
     "H_FIRST_ATTEMPT_AT",
     "H_REASON",
     "H_REQUEST_ID",
+    "REASON_NO_CORRELATION_ID",
+    "REASON_NO_REPLY_TO",
     "REASON_RETRIES_EXHAUSTED",
     "AmqpError",
     "BrokerUnavailable",

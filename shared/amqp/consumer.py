@@ -3,6 +3,9 @@ what happens to a message when something goes wrong.
 
 - Undecodable (``MalformedMessage``: bad content type, unknown type, bad JSON, schema violation) →
   dead-lettered with ``x-sfconnect-reason``/``x-sfconnect-detail``; never requeued.
+- With ``require_reply_to`` (a consumer of commands, whose results are replies): a message without
+  ``reply_to`` → dead-lettered ``no_reply_to``, and one with neither ``correlation_id`` nor ``message_id``
+  → ``no_correlation_id``, before the handler runs (nobody could receive or match its result).
 - Handler returns a reply → published to ``reply_to`` with the command's correlation id, then ack.
 - Handler raises ``RetryableError`` → republished (confirmed) to the smallest delay tier ≥ ``retry_after``
   with ``x-sfconnect-attempt`` + 1 and the same first-attempt time, then the original is acked; at
@@ -49,6 +52,8 @@ log = get_logger(__name__)
 Handler = Callable[[Any, Delivery], Awaitable[Contract | None]]
 FailureReply = Callable[[Any, Delivery, SfconnectError], Contract | None]
 REASON_RETRIES_EXHAUSTED = "retries_exhausted"
+REASON_NO_REPLY_TO = "no_reply_to"
+REASON_NO_CORRELATION_ID = "no_correlation_id"
 
 
 class Consumer:
@@ -65,6 +70,7 @@ class Consumer:
         prefetch: int = 8,
         max_attempts: int = 10,
         failure_reply: FailureReply | None = None,
+        require_reply_to: bool = False,
     ) -> None:
         if not handlers:
             raise ValueError("a consumer needs at least one handler")
@@ -76,6 +82,7 @@ class Consumer:
         self.prefetch = prefetch
         self.max_attempts = max_attempts
         self.failure_reply = failure_reply
+        self.require_reply_to = require_reply_to
         self._accept = tuple(self.handlers)
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
@@ -157,6 +164,11 @@ class Consumer:
             log.warning("undecodable message dead-lettered", reason=exc.reason, detail=exc.detail)
             await self._dead_letter(incoming, exc.reason, exc.detail)
             return
+        if self.require_reply_to and (refusal := self._unanswerable(delivery)) is not None:
+            reason, detail = refusal
+            log.warning("command without a reply address dead-lettered", reason=reason)
+            await self._dead_letter(incoming, reason, detail)
+            return
         handler = self.handlers[type(message)]
         with structlog.contextvars.bound_contextvars(connection_id=getattr(message, "connection_id", None)):
             try:
@@ -175,6 +187,15 @@ class Consumer:
                 if reply is not None and not await self._send_reply(incoming, delivery, reply):
                     return
                 await self._settle(incoming.ack())
+
+    @staticmethod
+    def _unanswerable(delivery: Delivery) -> tuple[str, str] | None:
+        """Why nobody could receive this command's result (reason, detail), or None when someone can."""
+        if not delivery.reply_to:
+            return REASON_NO_REPLY_TO, "a command must name the queue for its reply in reply_to"
+        if not delivery.correlation_id:
+            return REASON_NO_CORRELATION_ID, "a command must carry a correlation_id (or a message_id)"
+        return None
 
     # -- outcomes --------------------------------------------------------------------------------
     async def _retry(
