@@ -32,6 +32,7 @@ from builder.salesforce.transport import Transport
 from builder.settings import BuilderSettings
 from shared.amqp import Consumer, Publisher, Topology, connect
 from shared.contracts import utcnow
+from shared.http_protocol import handler_args
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -81,7 +82,8 @@ def build_app(
     metrics: Metrics | None = None,
 ) -> web.Application:
     """Build the application; resources open on startup and close on cleanup."""
-    app = web.Application(middlewares=[request_context, problems, admin_key])
+    # The Builder reads no request body: aiohttp's decompression default is kept.
+    app = web.Application(middlewares=[request_context, problems, admin_key], handler_args=handler_args())
     ctx = HttpContext(settings=settings, metrics=metrics or Metrics(), clock=clock)
     app[CONTEXT] = ctx
     # Until the resources are open (and after they close) every dependency reads as down.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,8 @@ PROBLEM_TYPE = "application/problem+json"
 # The callback is reached by the admin's browser coming back from Salesforce: it carries no key, and is
 # protected by its single-use state, which only a caller holding the admin key can create (authorize).
 PUBLIC_PATHS = frozenset({"/v1/salesforce/callback", "/v1/openapi.json"})
+# The X-Request-Id shape adopted from a caller (the Manager's); any other value is replaced by a fresh id.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 STATUS_BY_CODE = {
     "invalid_input": 400,
@@ -66,8 +69,10 @@ def problem(
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id to every log line; echo it back; count and time the request."""
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    """Bind a request id (the caller's X-Request-Id when it has a safe shape, else a fresh one) to every
+    log line; echo it back; count and time the request."""
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     ctx = request.app[CONTEXT]
     started = time.monotonic()
     status = 500

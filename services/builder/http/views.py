@@ -32,10 +32,16 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 _ORG_ID = re.compile(ORG_ID_PATTERN)
 _TRUE = {"1", "true", "yes", "on"}
+ECHO_CHARS = 64  # how much of a caller's value an error message quotes
 OBJECT_FIELDS = (
     "name", "label", "labelPlural", "keyPrefix", "custom", "queryable", "createable", "updateable", "deletable",
     "retrieveable", "searchable", "triggerable",
 )  # fmt: skip
+
+
+def _quote(value: str, limit: int = ECHO_CHARS) -> str:
+    """At most the first ``limit`` characters of a caller's value, as a repr, for an error message."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
 def _ctx(request: web.Request) -> HttpContext:
@@ -53,7 +59,9 @@ def _page(title: str, message: str, status: int) -> web.Response:
 def _org_id(request: web.Request) -> str:
     org_id = request.match_info["org_id"]
     if not _ORG_ID.fullmatch(org_id):
-        raise InvalidInput(f"{org_id!r} is not a Salesforce org id (15 or 18 characters starting with 00D)")
+        raise InvalidInput(
+            f"{_quote(org_id)} is not a Salesforce org id (15 or 18 characters starting with 00D)"
+        )
     return org_id
 
 
@@ -123,6 +131,8 @@ async def _callback(request: web.Request) -> web.StreamResponse:
         return _page("Authorization failed", exc.message, 400)
     if error := request.query.get("error"):
         detail = request.query.get("error_description", "")
+        detail = detail if len(detail) <= 4 * ECHO_CHARS else detail[: 4 * ECHO_CHARS] + "…"
+        error = error if len(error) <= ECHO_CHARS else error[:ECHO_CHARS] + "…"
         return _page("Authorization failed", f"Salesforce answered {error}: {detail}".strip(": "), 400)
     code = request.query.get("code", "")
     if not code:
