@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from shared.amqp import H_REASON, REASON_NO_REPLY_TO, command_message
 from shared.contracts import (
     AppKind,
     CommandFailed,
@@ -362,3 +363,32 @@ async def test_stopping_the_builder_finishes_the_command_in_flight_before_closin
         channel = await rig.amqp.channel()
         queue = await channel.declare_queue(rig.topology.builder_queue, passive=True)
         assert queue.declaration_result.message_count == 0, "the command was acked, not left for redelivery"
+
+
+async def test_a_create_without_reply_to_is_dead_lettered_before_anything_is_made(rig: BuilderRig) -> None:
+    command = rig.create("conn-noreply")
+    message = command_message(command, app_id="manager", reply_to="unused")
+    message.reply_to = None  # nobody would ever receive the result, nor clean up the app
+    await rig.publisher.publish(
+        message, exchange=rig.topology.commands_exchange, routing_key=command.routing_key
+    )
+    dead = await _dead_letter(rig, within=20)
+    assert dead.headers[H_REASON] == REASON_NO_REPLY_TO
+    assert await rig.sim_apps("acme") == [], "no app was made for it"
+    assert rig.sim.state.tokens.issued.get("jwt_bearer", 0) == 0
+
+
+async def _dead_letter(rig: BuilderRig, *, within: float) -> Any:
+    channel = await rig.amqp.channel()
+    try:
+        queue = await channel.get_queue(rig.topology.dead_queue, ensure=False)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while loop.time() < end:
+            msg = await queue.get(no_ack=True, fail=False)
+            if msg is not None:
+                return msg
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"nothing dead-lettered within {within}s")
+    finally:
+        await channel.close()
