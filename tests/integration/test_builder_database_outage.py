@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,9 +29,19 @@ class FreezableMongo(SecantusProcess):
     frozen = False
 
     def freeze(self) -> None:
+        """SIGSTOP the server and return only once the kernel shows it stopped.
+
+        The signal is delivered asynchronously: on a loaded machine one CI run saw the server answer a
+        request sent right after ``os.kill`` returned (GET /v1/orgs: 200 where 503 was expected).
+        """
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGSTOP)
         self.frozen = True
+        stat = Path(f"/proc/{self.proc.pid}/stat")
+        end = time.monotonic() + 5.0
+        while stat.read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+            assert time.monotonic() < end, "the MongoDB-wire server did not stop within 5 s of SIGSTOP"
+            time.sleep(0.01)
 
     def thaw(self) -> None:
         if self.proc is not None and self.frozen:
