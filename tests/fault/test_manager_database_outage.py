@@ -14,7 +14,17 @@ from shared.contracts import CreateConnection
 from tests.infra import SecantusProcess
 from tests.integration.manager_stack import CREATE_BODY, ManagerStack, auth, eventually, manager_stack
 
-pytestmark = pytest.mark.fault
+pytestmark = [
+    pytest.mark.fault,
+    # A client socket to the stopped or frozen server can be left to the garbage collector when the
+    # outage cuts a driver connection attempt short (seen once in a CI run: "unclosed <socket.socket ...
+    # laddr=('127.0.0.1', ...)>" at teardown, after the test itself had passed). That socket belongs to the
+    # database driver's pool, not to our code; only this warning is let through here, every other
+    # warning still fails the test (pyproject: filterwarnings = error).
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+    ),
+]
 __all__ = ["manager_stack"]
 
 
